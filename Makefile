@@ -1,0 +1,81 @@
+# edge: build, test and demo. `make help` lists the targets.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+GO        ?= go
+GOPATH_BIN := $(shell $(GO) env GOPATH 2>/dev/null)/bin
+# Tools from `make deps` (staticcheck, the stock serf agent) live here.
+export PATH := $(GOPATH_BIN):$(PATH)
+
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X edge/daemon/api.Version=$(VERSION)
+GOBUILD   := $(GO) build -trimpath -ldflags "$(LDFLAGS)"
+
+BIN       := bin
+HOST_CMDS := ./cmd/edged ./cmd/edgectl ./cmd/edgelab
+ARM_CMDS  := ./cmd/edged ./cmd/edgectl
+
+# Fuzz time per target: short in make test, longer in make fuzz.
+FUZZTIME  ?= 10s
+DEMO_NODES ?= 5
+
+.PHONY: help build cross deps test fuzz lint demo bench check clean
+
+help: ## list the targets
+	@echo "usage: make TARGET   (VERSION=$(VERSION))"
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "} {printf "  %-8s %s\n", $$1, $$2}'
+
+build: ## build bin/edged, bin/edgectl, bin/edgelab for this host
+	@mkdir -p $(BIN)
+	$(GOBUILD) -o $(BIN)/ $(HOST_CMDS)
+
+cross: ## static ARM builds: bin/linux_arm64/, bin/linux_armv7/
+	@mkdir -p $(BIN)/linux_arm64 $(BIN)/linux_armv7
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GOBUILD) -o $(BIN)/linux_arm64/ $(ARM_CMDS)
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GOBUILD) -o $(BIN)/linux_armv7/ $(ARM_CMDS)
+
+deps: ## install Debian packages and Go tools the tests need (as root)
+	.ci/deps.sh
+
+test: deps build ## the whole suite with -race (root for namespaces), then short fuzz runs
+	EDGE_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
+	FUZZTIME=$(FUZZTIME) test/fuzz.sh
+
+fuzz: FUZZTIME = 2m
+fuzz: ## fuzz every Fuzz target for 2m each (make fuzz FUZZTIME=10m for longer)
+	FUZZTIME=$(FUZZTIME) test/fuzz.sh
+
+lint: ## go vet + staticcheck
+	$(GO) vet ./...
+	@command -v staticcheck >/dev/null || { echo "staticcheck not found: run make deps" >&2; exit 1; }
+	staticcheck ./...
+
+# edgelab up writes to a file, not a pipe: node processes may keep its stdout
+# open. The first path ending in .sock in its output is node1's socket.
+demo: build ## as root: 5-node lab in network namespaces, then edgectl status
+	@[ "$$(id -u)" = 0 ] || { echo "make demo: needs root (network namespaces)" >&2; exit 1; }
+	-$(BIN)/edgelab down
+	$(BIN)/edgelab up -n $(DEMO_NODES) > $(BIN)/demo-up.txt
+	@cat $(BIN)/demo-up.txt
+	@sock=$$(awk '{for (i = 1; i <= NF; i++) if ($$i ~ /\.sock$$/) {s = $$i; sub(/^.*=/, "", s); print s; exit}}' $(BIN)/demo-up.txt); \
+	[ -n "$$sock" ] || { echo "make demo: no socket path in the edgelab up output" >&2; exit 1; }; \
+	echo; echo "+ $(BIN)/edgectl --socket $$sock status"; \
+	$(BIN)/edgectl --socket "$$sock" status; \
+	echo; echo "The lab is still running. Try: $(BIN)/edgelab status, $(BIN)/edgelab kill NODE"; \
+	echo "Tear it down with: $(BIN)/edgelab down"
+
+bench: deps build ## as root: benchmarks in test/bench (one iteration each)
+	@if find test/bench -name '*_test.go' 2>/dev/null | grep -q .; then \
+		echo "EDGE_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench/..."; \
+		EDGE_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench/...; \
+	else \
+		echo "make bench: no benchmarks in test/bench yet"; \
+	fi
+
+check: lint build cross test ## lint, build, cross, test
+
+clean: ## remove bin/
+	rm -rf $(BIN)

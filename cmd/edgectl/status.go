@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"edge/daemon/api"
+)
+
+func version() string { return api.Version }
+
+// runStatus prints this node and the site's members.
+func runStatus(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if err := parseFlags(fs, args, e.stderr); err != nil {
+		return err
+	}
+	st, err := e.client.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(e.stdout, st)
+	}
+	counts := map[string]int{}
+	for _, m := range st.Members {
+		counts[m.Status]++
+	}
+	w := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "node\t%s\n", st.Node.Name)
+	fmt.Fprintf(w, "site\t%s\n", st.Node.Site)
+	fmt.Fprintf(w, "version\t%s\n", st.Node.Version)
+	fmt.Fprintf(w, "gossip\t%s (key id %s)\n", st.Node.Addr, st.Node.KeyID)
+	if !st.Node.Started.IsZero() {
+		fmt.Fprintf(w, "uptime\t%s\n", time.Since(st.Node.Started).Round(time.Second))
+	}
+	fmt.Fprintf(w, "members\t%d alive, %d suspect, %d failed, %d left\n",
+		counts[api.StatusAlive], counts[api.StatusSuspect], counts[api.StatusFailed], counts[api.StatusLeft])
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout)
+	return printMembers(e.stdout, st.Members)
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

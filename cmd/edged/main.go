@@ -1,0 +1,82 @@
+// Command edged is the edge daemon: it runs on every node of a site, finds
+// the other nodes over mDNS and keeps them in one encrypted serf cluster.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"edge/daemon"
+	"edge/daemon/api"
+)
+
+// exitConfig (EX_CONFIG) tells systemd not to restart: the config must change.
+const exitConfig = 78
+
+func main() {
+	configPath := flag.String("config", daemon.DefaultConfigPath, "node config `file`")
+	version := flag.Bool("version", false, "print the version and exit")
+	flag.Parse()
+	if *version {
+		fmt.Println("edged", api.Version)
+		return
+	}
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "edged: unexpected argument %q\n", flag.Arg(0))
+		os.Exit(2)
+	}
+	os.Exit(run(*configPath))
+}
+
+func run(configPath string) int {
+	level := new(slog.LevelVar)
+	opts := &slog.HandlerOptions{Level: level}
+	if os.Getenv("JOURNAL_STREAM") != "" {
+		// journald stamps every line itself.
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, opts))
+
+	cfg, err := daemon.LoadConfig(configPath)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "edged: %v\n", err)
+		return exitConfig
+	}
+	d, err := daemon.New(cfg, daemon.Options{Logger: log, Level: level})
+	if err != nil {
+		return fail(err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			_ = d.Reload() // Reload logs its own outcome
+		}
+	}()
+	if err := d.Run(ctx); err != nil {
+		return fail(err)
+	}
+	return 0
+}
+
+func fail(err error) int {
+	fmt.Fprintf(os.Stderr, "edged: %v\n", err)
+	if errors.Is(err, daemon.ErrConfig) {
+		return exitConfig
+	}
+	return 1
+}

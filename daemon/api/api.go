@@ -1,0 +1,79 @@
+package api
+
+import "time"
+
+// Version is the edge release, set at link time with
+// -ldflags "-X edge/daemon/api.Version=...".
+var Version = "dev"
+
+// Member statuses, as shown by `edgectl members` and in JSON.
+const (
+	StatusAlive   = "alive"
+	StatusSuspect = "suspect"
+	StatusFailed  = "failed"
+	StatusLeft    = "left"
+)
+
+// Tag keys that edged puts on its serf member. Members without TagRole =
+// RoleEdged are other serf agents (for example a stock `serf agent` an
+// operator pointed at the site); they are shown but never managed.
+const (
+	TagRole       = "role"
+	TagSite       = "site"
+	TagVersion    = "version"
+	TagGossipPort = "gossip_port"
+
+	RoleEdged = "edged"
+)
+
+// Node describes the node answering the API.
+type Node struct {
+	Name    string `json:"name"`
+	Site    string `json:"site"`
+	Version string `json:"version"`
+	// Addr is the gossip address, host:port.
+	Addr string `json:"addr"`
+	// KeyID identifies the primary gossip key (first bytes of its SHA-256),
+	// so two nodes can be compared without showing the key.
+	KeyID string `json:"key_id,omitempty"`
+	// Started is when this edged process started.
+	Started time.Time `json:"started"`
+}
+
+// Member is one member of the site's serf cluster, as this node sees it.
+type Member struct {
+	Name string `json:"name"`
+	// Addr is the member's gossip address, host:port.
+	Addr string `json:"addr"`
+	// Status is one of alive, suspect, failed, left.
+	Status string            `json:"status"`
+	Tags   map[string]string `json:"tags"`
+	// Since is when this node last saw the member's status change.
+	Since time.Time `json:"since"`
+}
+
+// Status is the answer of GET /v1/status and of `edgectl status --json`.
+type Status struct {
+	Node    Node     `json:"node"`
+	Members []Member `json:"members"`
+	// Index grows on every membership change; pass it back as ?index= to
+	// wait for the next change.
+	Index uint64 `json:"index"`
+}
+
+// Members is the answer of GET /v1/members and `edgectl members --json`.
+type Members struct {
+	Members []Member `json:"members"`
+	Index   uint64   `json:"index"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// Paths of the local API.
+const (
+	PathStatus  = "/v1/status"
+	PathMembers = "/v1/members"
+)

@@ -1,0 +1,353 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"edge/coord"
+	"edge/daemon/api"
+	"edge/discovery"
+	"edge/systemd"
+)
+
+// ErrConfig marks errors that a restart cannot fix: the config, the key, or
+// the node's identity must change first. edged exits with a distinct code
+// for them so systemd does not restart it in a loop.
+var ErrConfig = errors.New("configuration error")
+
+// Daemon is one running edged.
+type Daemon struct {
+	cfg     Config
+	log     *slog.Logger
+	level   *slog.LevelVar
+	notify  *systemd.Notifier
+	started time.Time
+
+	key        []byte
+	member     *coord.Membership
+	joiner     *coord.Joiner
+	discovery  *discovery.Discovery
+	api        *server
+	advertised netip.Addr
+
+	mu sync.Mutex // guards cfg on reload
+}
+
+// Options are the parts of a daemon that do not come from the config file.
+type Options struct {
+	// Logger receives every log; its level follows the config's log_level
+	// when Level is set.
+	Logger *slog.Logger
+	Level  *slog.LevelVar
+	// Notifier talks to systemd; nil means NewNotifier().
+	Notifier *systemd.Notifier
+	// Membership and Joiner override timings (tests shorten them); zero
+	// values mean the defaults.
+	Membership *coord.MembershipConfig
+	Joiner     *coord.JoinerConfig
+	Discovery  *discovery.Config
+}
+
+// New checks cfg and prepares a daemon. It opens nothing.
+func New(cfg Config, opts Options) (*Daemon, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Level != nil {
+		opts.Level.Set(parseLevel(cfg.LogLevel))
+	}
+	n := opts.Notifier
+	if n == nil {
+		n = systemd.NewNotifier()
+	}
+	key, err := LoadKey(cfg.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if fi, err := os.Stat(cfg.KeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("key_file is readable by others; chmod 600 it", "key_file", cfg.KeyFile, "mode", fi.Mode().Perm().String())
+	}
+	d := &Daemon{cfg: cfg, log: log, level: opts.Level, notify: n, key: key, started: time.Now()}
+
+	adv, err := advertiseAddr(cfg)
+	if err != nil {
+		return nil, err // not ErrConfig: the address may come up, so a restart can fix it
+	}
+	d.advertised = adv
+
+	mc := coord.DefaultMembershipConfig()
+	if opts.Membership != nil {
+		mc = *opts.Membership
+	}
+	mc.NodeName = cfg.Node
+	mc.AdvertiseAddr = adv
+	if cfg.Interface != "" || cfg.AdvertiseAddr.IsValid() {
+		mc.BindAddr = adv.String()
+	}
+	mc.Port = cfg.GossipPort
+	mc.Key = key
+	mc.SnapshotPath = filepath.Join(cfg.DataDir, "serf.snapshot")
+	mc.Tags = map[string]string{
+		api.TagRole:       api.RoleEdged,
+		api.TagSite:       cfg.Site,
+		api.TagVersion:    api.Version,
+		api.TagGossipPort: strconv.Itoa(cfg.GossipPort),
+	}
+	mc.Logger = log.With("part", "membership")
+	if d.member, err = coord.NewMembership(mc); err != nil {
+		return nil, err
+	}
+
+	jc := coord.DefaultJoinerConfig()
+	if opts.Joiner != nil {
+		jc = *opts.Joiner
+	}
+	jc.Seeds = cfg.Seeds
+	jc.KeyID = coord.KeyID(key)
+	jc.Logger = log.With("part", "joiner")
+	if d.joiner, err = coord.NewJoiner(jc, d.member); err != nil {
+		return nil, err
+	}
+
+	dc := discovery.DefaultConfig()
+	if opts.Discovery != nil {
+		dc = *opts.Discovery
+	}
+	dc.Instance = cfg.Node
+	dc.Site = cfg.Site
+	dc.GossipPort = cfg.GossipPort
+	dc.Version = api.Version
+	dc.KeyID = coord.KeyID(key)
+	dc.Interface = cfg.Interface
+	dc.Logger = log.With("part", "discovery")
+	if d.discovery, err = discovery.New(dc); err != nil {
+		return nil, err
+	}
+	d.api = newServer(d, log.With("part", "api"))
+	return d, nil
+}
+
+// Run starts edged and keeps it running until ctx is done; then it leaves
+// the cluster, stops discovery and closes the socket. Cancellation is not an
+// error: Run returns nil after a clean stop.
+func (d *Daemon) Run(ctx context.Context) error {
+	if err := os.MkdirAll(d.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	if err := d.member.Start(); err != nil {
+		return err
+	}
+	if err := d.api.listen(d.cfg.Socket); err != nil {
+		_ = d.member.Run(canceled()) // leave nothing behind
+		return err
+	}
+	d.log.Info("edged started", "node", d.cfg.Node, "site", d.cfg.Site, "version", api.Version,
+		"gossip", d.member.LocalAddr(), "socket", d.cfg.Socket)
+
+	memCtx, stopMember := context.WithCancel(context.Background())
+	defer stopMember()
+	memDone := make(chan error, 1)
+	go func() { memDone <- d.member.Run(memCtx) }()
+
+	partsCtx, stopParts := context.WithCancel(context.Background())
+	defer stopParts()
+	g, gctx := errgroup.WithContext(partsCtx)
+	g.Go(d.api.serve)
+	g.Go(func() error { return d.joiner.Run(gctx) })
+	g.Go(func() error {
+		return d.discovery.Run(gctx, func(s discovery.Sighting) {
+			d.joiner.Sighted(coord.Candidate{Name: s.Instance, Addrs: s.JoinAddrs(), KeyID: s.KeyID})
+		})
+	})
+	g.Go(func() error { return d.notify.Run(gctx) })
+	if err := d.notify.Ready(); err != nil {
+		d.log.Warn("sd_notify READY failed", "err", err)
+	}
+
+	var errs []error
+	memberStopped := false
+	select {
+	case <-ctx.Done():
+	case err := <-memDone:
+		memberStopped = true
+		errs = append(errs, err)
+	case <-gctx.Done():
+	}
+	d.log.Info("edged stopping")
+	_ = d.notify.Stopping()
+	// 1. leave the cluster
+	if !memberStopped {
+		stopMember()
+		errs = append(errs, <-memDone)
+	}
+	// 2. stop discovery and the joiner, 3. close the socket
+	stopParts()
+	errs = append(errs, d.api.close())
+	errs = append(errs, g.Wait())
+	err := errors.Join(errs...)
+	if errors.Is(err, coord.ErrNameConflict) {
+		err = fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return err
+}
+
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
+
+// Reload re-reads the node config. A bad file changes nothing; settings that
+// need a restart are named in the log.
+func (d *Daemon) Reload() error {
+	_ = d.notify.Reloading()
+	defer func() { _ = d.notify.Ready() }()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cfg.Path == "" {
+		return nil
+	}
+	next, err := LoadConfig(d.cfg.Path)
+	if err != nil {
+		d.log.Error("reload refused; running config kept", "err", err)
+		return err
+	}
+	cur := d.cfg
+	var restart []string
+	if next.Node != cur.Node {
+		restart = append(restart, "node")
+	}
+	if next.Site != cur.Site {
+		restart = append(restart, "site")
+	}
+	if next.GossipPort != cur.GossipPort {
+		restart = append(restart, "gossip_port")
+	}
+	if next.KeyFile != cur.KeyFile {
+		restart = append(restart, "key_file")
+	}
+	if next.Interface != cur.Interface || next.AdvertiseAddr != cur.AdvertiseAddr {
+		restart = append(restart, "interface/advertise_addr")
+	}
+	if next.DataDir != cur.DataDir || next.Socket != cur.Socket {
+		restart = append(restart, "data_dir/socket")
+	}
+	if fmt.Sprint(next.Seeds) != fmt.Sprint(cur.Seeds) {
+		restart = append(restart, "seeds")
+	}
+	if d.level != nil {
+		d.level.Set(parseLevel(next.LogLevel))
+	}
+	cur.LogLevel = next.LogLevel
+	d.cfg = cur
+	if len(restart) > 0 {
+		d.log.Warn("reloaded; these changes take effect after a restart", "keys", restart)
+	} else {
+		d.log.Info("reloaded", "config", d.cfg.Path)
+	}
+	return nil
+}
+
+// Status implements the API's view of the daemon.
+func (d *Daemon) Status() api.Status {
+	mems, idx := d.member.Members()
+	return api.Status{
+		Node: api.Node{
+			Name:    d.cfg.Node,
+			Site:    d.cfg.Site,
+			Version: api.Version,
+			Addr:    d.member.LocalAddr(),
+			KeyID:   coord.KeyID(d.key),
+			Started: d.started,
+		},
+		Members: mems,
+		Index:   idx,
+	}
+}
+
+// Members lists the cluster and the change index.
+func (d *Daemon) Members() ([]api.Member, uint64) { return d.member.Members() }
+
+// Wait blocks until membership changes past index or ctx ends.
+func (d *Daemon) Wait(ctx context.Context, index uint64) uint64 { return d.member.Wait(ctx, index) }
+
+func parseLevel(s string) slog.Level {
+	switch s {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// advertiseAddr picks the address peers reach this node at: advertise_addr,
+// else the first IPv4 address of interface, else the first IPv4 address of
+// any up, multicast-capable, non-loopback interface.
+func advertiseAddr(cfg Config) (netip.Addr, error) {
+	if cfg.AdvertiseAddr.IsValid() {
+		return cfg.AdvertiseAddr, nil
+	}
+	var ifaces []net.Interface
+	if cfg.Interface != "" {
+		ifi, err := net.InterfaceByName(cfg.Interface)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("interface: %q: %w", cfg.Interface, err)
+		}
+		ifaces = []net.Interface{*ifi}
+	} else {
+		all, err := net.Interfaces()
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("list interfaces: %w", err)
+		}
+		for _, ifi := range all {
+			if ifi.Flags&net.FlagUp != 0 && ifi.Flags&net.FlagLoopback == 0 && ifi.Flags&net.FlagMulticast != 0 {
+				ifaces = append(ifaces, ifi)
+			}
+		}
+	}
+	var v6 netip.Addr
+	for _, ifi := range ifaces {
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			p, err := netip.ParsePrefix(a.String())
+			if err != nil {
+				continue
+			}
+			ip := p.Addr()
+			if ip.Is4() {
+				return ip, nil
+			}
+			if !v6.IsValid() && ip.IsGlobalUnicast() {
+				v6 = ip
+			}
+		}
+	}
+	if v6.IsValid() {
+		return v6, nil
+	}
+	if cfg.Interface != "" {
+		return netip.Addr{}, fmt.Errorf("interface: %q has no usable address; set advertise_addr", cfg.Interface)
+	}
+	return netip.Addr{}, errors.New("no interface with a usable address; set interface or advertise_addr")
+}

@@ -1,0 +1,40 @@
+// Package lab builds a site lab: N edged nodes, each in its own Linux network
+// namespace, wired to one bridge, for demos, end-to-end tests, benchmarks and
+// chaos experiments. It is Linux only and needs root.
+//
+// Layout. A lab with prefix P has one bridge namespace "P-br" holding bridge
+// br0 (multicast snooping off, so IPv4 and IPv6 multicast such as mDNS are
+// flooded to every port) and one namespace "P-NODE" per node. A node
+// namespace has lo up and eth0, a veth whose peer ("vethI") is a port of br0,
+// with the address subnet+10+I/len (node1 is 192.0.2.11/24 by default), a
+// device route "default dev eth0" and IPv6 duplicate address detection
+// turned off so link-local addresses are usable at once.
+//
+// Files. Everything lives under Config.Dir (default /run/edgelab):
+//
+//	lab.json            state, rewritten atomically before anything is created
+//	lab.lock            flock held while the state is read-modified-written
+//	site.key            base64 of 32 random bytes, mode 0600
+//	NODE/edged.yaml     node config
+//	NODE/edged.log      stdout and stderr of the node's process
+//	NODE/edged.sock     the daemon's local API socket (made by the daemon)
+//	NODE/notify.sock    NOTIFY_SOCKET given to the daemon
+//	NODE/data/          data_dir
+//
+// Processes. Each node's process is started with "ip netns exec NS ARGV" in
+// its own session, so it outlives the process that made the lab (the
+// edgelab CLI). The lab waits for READY=1 on the node's NOTIFY_SOCKET: that
+// is the only synchronisation, there are no sleeps.
+//
+// Faults. Partition and Loss install one nftables table, "table bridge
+// edgelab", in the bridge namespace. Filtering at the bridge sees every frame
+// between nodes (ARP, IPv4, IPv6 link-local, unicast, multicast and
+// broadcast) exactly once per receiving port and never touches a node's
+// loopback traffic, so there is no class of packet that leaks across a
+// partition, and one nft transaction switches the whole lab at once.
+//
+// Teardown. Down, and Clean for a lab whose state file is lost, kill every
+// recorded process and every process inside any namespace named "P-...",
+// delete those namespaces and remove the files the lab made. Both are
+// idempotent.
+package lab
