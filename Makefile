@@ -38,15 +38,15 @@ cross: ## static ARM builds: bin/linux_arm64/, bin/linux_armv7/
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GOBUILD) -o $(BIN)/linux_armv7/ $(ARM_CMDS)
 
 deps: ## install Debian packages and Go tools the tests need (as root)
-	.ci/deps.sh
+	bash .ci/deps.sh
 
 test: deps build ## the whole suite with -race (root for namespaces), then short fuzz runs
 	EDGE_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
-	FUZZTIME=$(FUZZTIME) test/fuzz.sh
+	FUZZTIME=$(FUZZTIME) bash test/fuzz.sh
 
 fuzz: FUZZTIME = 2m
 fuzz: ## fuzz every Fuzz target for 2m each (make fuzz FUZZTIME=10m for longer)
-	FUZZTIME=$(FUZZTIME) test/fuzz.sh
+	FUZZTIME=$(FUZZTIME) bash test/fuzz.sh
 
 lint: ## go vet + staticcheck
 	$(GO) vet ./...

@@ -164,11 +164,14 @@ func ParseConfig(file string, data []byte) (Config, error) {
 		if errors.Is(err, io.EOF) {
 			return Config{}, &ConfigError{File: file, Msg: "empty file: site and key_file are required"}
 		}
-		return Config{}, &ConfigError{File: file, Line: yamlErrLine(err), Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+		return Config{}, yamlError(file, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
 		return Config{}, &ConfigError{File: file, Line: extra.Line, Msg: "more than one YAML document"}
+	} else if !errors.Is(err, io.EOF) {
+		// A broken second document must not pass unnoticed.
+		return Config{}, yamlError(file, err)
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
@@ -208,8 +211,9 @@ func ParseConfig(file string, data []byte) (Config, error) {
 			cfg.Seeds = nil
 			for i, s := range p.seq(v, key) {
 				k := fmt.Sprintf("%s[%d]", key, i)
+				n := len(p.errs)
 				hp := p.str(s, k)
-				if err := checkHostPort(hp); err != nil {
+				if err := checkHostPort(hp); err != nil && len(p.errs) == n {
 					p.errf(s, k, "%v", err)
 				}
 				cfg.Seeds = append(cfg.Seeds, hp)
@@ -220,15 +224,23 @@ func ParseConfig(file string, data []byte) (Config, error) {
 			p.errf(k, "", "unknown key %q", key)
 		}
 	})
-	if len(p.errs) == 0 {
-		if cfg.KeyFile != "" && !filepath.IsAbs(cfg.KeyFile) && file != "<config>" {
-			cfg.KeyFile = filepath.Join(filepath.Dir(file), cfg.KeyFile)
+	if cfg.KeyFile != "" && !filepath.IsAbs(cfg.KeyFile) && file != "<config>" {
+		cfg.KeyFile = filepath.Join(filepath.Dir(file), cfg.KeyFile)
+	}
+	// Checks across keys (required keys, ...), reported at the key's line or
+	// the file, together with the parse errors; a key that already failed to
+	// parse is not reported twice.
+	failed := map[string]bool{}
+	for _, e := range p.errs {
+		if ce, ok := e.(*ConfigError); ok {
+			failed[baseKey(ce.Key)] = true
 		}
-		// Checks across keys, reported at the key's line or the file.
-		if err := cfg.Validate(); err != nil {
-			for _, e := range unjoin(err) {
-				key, msg, _ := strings.Cut(e.Error(), ": ")
-				base, _, _ := strings.Cut(key, "[")
+	}
+	if err := cfg.Validate(); err != nil {
+		for _, e := range unjoin(err) {
+			key, msg, _ := strings.Cut(e.Error(), ": ")
+			base := baseKey(key)
+			if !failed[base] {
 				p.errs = append(p.errs, &ConfigError{File: file, Line: lines[base], Key: key, Msg: msg})
 			}
 		}
@@ -246,15 +258,27 @@ func unjoin(err error) []error {
 	return []error{err}
 }
 
-var lineRE = regexp.MustCompile(`line (\d+)`)
-
-func yamlErrLine(err error) int {
-	m := lineRE.FindStringSubmatch(err.Error())
-	if m == nil {
-		return 0
+// baseKey is the top-level key of a key path: "seeds" of "seeds[2]",
+// "devices" of "devices[0].name".
+func baseKey(key string) string {
+	if i := strings.IndexAny(key, "[."); i >= 0 {
+		return key[:i]
 	}
-	n, _ := strconv.Atoi(m[1])
-	return n
+	return key
+}
+
+var lineRE = regexp.MustCompile(`^line (\d+): `)
+
+// yamlError turns an error of the YAML decoder ("yaml: line 3: did not
+// find expected key") into a ConfigError with its line.
+func yamlError(file string, err error) *ConfigError {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if m := lineRE.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = msg[len(m[0]):]
+	}
+	return &ConfigError{File: file, Line: line, Msg: msg}
 }
 
 type parser struct {

@@ -141,7 +141,7 @@ func syncDir(dir string) error {
 // lockDir takes the lab's flock, serialising state updates across processes.
 // The returned function releases it.
 func lockDir(dir string) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE|os.O_CLOEXEC, 0o644)
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lab: lock: %w", err)
 	}

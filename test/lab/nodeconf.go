@@ -1,0 +1,85 @@
+package lab
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// nodeConf is what a node config holds besides what its nodeState fixes.
+type nodeConf struct {
+	site    string
+	keyFile string
+	seeds   []string
+	extra   []string
+}
+
+// writeNodeConfig makes the node directory, its data directory and its
+// config file.
+func (l *Lab) writeNodeConfig(n nodeState, c nodeConf) error {
+	if err := os.MkdirAll(filepath.Join(n.Dir, "data"), 0o700); err != nil {
+		return fmt.Errorf("lab: node %s: %w", n.Name, err)
+	}
+	if err := writeFileAtomic(n.Config, nodeYAML(n, c, l.gossipPort(), l.logLevel()), 0o644); err != nil {
+		return fmt.Errorf("lab: node %s: config: %w", n.Name, err)
+	}
+	return nil
+}
+
+func (l *Lab) gossipPort() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.st.GossipPort
+}
+
+func (l *Lab) logLevel() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.st.LogLevel
+}
+
+// nodeYAML renders a node config.
+func nodeYAML(n nodeState, c nodeConf, gossipPort int, logLevel string) []byte {
+	var b strings.Builder
+	kv := func(k, v string) { fmt.Fprintf(&b, "%s: %s\n", k, v) }
+	kv("node", yamlString(n.Name))
+	kv("site", yamlString(c.site))
+	kv("interface", "eth0")
+	kv("gossip_port", strconv.Itoa(gossipPort))
+	kv("key_file", yamlString(c.keyFile))
+	kv("data_dir", yamlString(filepath.Join(n.Dir, "data")))
+	kv("socket", yamlString(n.Socket))
+	if logLevel != "" {
+		kv("log_level", yamlString(logLevel))
+	}
+	if len(c.seeds) > 0 {
+		b.WriteString("seeds:\n")
+		for _, s := range c.seeds {
+			fmt.Fprintf(&b, "  - %s\n", yamlString(s))
+		}
+	}
+	for _, e := range c.extra {
+		b.WriteString(strings.TrimRight(e, "\n"))
+		b.WriteString("\n")
+	}
+	return []byte(b.String())
+}
+
+var plainRE = regexp.MustCompile(`^[A-Za-z_/][A-Za-z0-9_./-]*$`)
+
+// yamlString returns s as a YAML scalar that parses back as the string s:
+// plain when that is unambiguous, else double-quoted (Go's quoting is valid
+// YAML double-quoted syntax).
+func yamlString(s string) string {
+	switch strings.ToLower(s) {
+	case "y", "n", "yes", "no", "on", "off", "true", "false", "null":
+		return strconv.Quote(s)
+	}
+	if plainRE.MatchString(s) {
+		return s
+	}
+	return strconv.Quote(s)
+}
