@@ -269,6 +269,23 @@ func baseKey(key string) string {
 
 var lineRE = regexp.MustCompile(`^line (\d+): `)
 
+// yamlParserErrors are the messages of yaml.v3's parser (not its scanner).
+// For these it reports the line counted from 0 (and no line at all for the
+// first one), so one is added.
+var yamlParserErrors = map[string]bool{
+	"did not find expected <stream-start>":   true,
+	"did not find expected <document start>": true,
+	"did not find expected node content":     true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected key":              true,
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"found undefined tag handle":             true,
+	"found duplicate %YAML directive":        true,
+	"found duplicate %TAG directive":         true,
+	"found incompatible YAML document":       true,
+}
+
 // yamlError turns an error of the YAML decoder ("yaml: line 3: did not
 // find expected key") into a ConfigError with its line.
 func yamlError(file string, err error) *ConfigError {
@@ -277,6 +294,9 @@ func yamlError(file string, err error) *ConfigError {
 	if m := lineRE.FindStringSubmatch(msg); m != nil {
 		line, _ = strconv.Atoi(m[1])
 		msg = msg[len(m[0]):]
+	}
+	if yamlParserErrors[msg] {
+		line++
 	}
 	return &ConfigError{File: file, Line: line, Msg: msg}
 }

@@ -71,6 +71,13 @@ func clean(dir, prefix string, log *slog.Logger) error {
 			killed = append(killed, proc{n.Pid, n.StartTime})
 		}
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), cleanWait)
+	defer cancel()
+	for _, p := range killed {
+		if err := waitGone(ctx, p.pid, p.start); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	var names []string
 	for _, p := range prefixes {
 		ns, err := listNetns(p)
@@ -98,19 +105,10 @@ func clean(dir, prefix string, log *slog.Logger) error {
 		}
 		log.Debug("killed stragglers", "pids", pids)
 		// Wait before the next sweep, so a dying process isn't seen again.
-		ctx, cancel := context.WithTimeout(context.Background(), cleanWait)
 		for _, p := range killed {
 			if err := waitGone(ctx, p.pid, p.start); err != nil {
 				errs = append(errs, err)
 			}
-		}
-		cancel()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), cleanWait)
-	defer cancel()
-	for _, p := range killed {
-		if err := waitGone(ctx, p.pid, p.start); err != nil {
-			errs = append(errs, err)
 		}
 	}
 

@@ -145,7 +145,11 @@ func filterScript(st *state) string {
 		b.WriteString("\t}\n")
 	}
 	if st.Loss > 0 {
-		fmt.Fprintf(&b, "\tchain loss {\n\t\ttype filter hook forward priority 10; policy accept;\n\t\tnumgen random mod 100 < %d counter drop\n\t}\n", st.Loss)
+		match := fmt.Sprintf("numgen random mod 100 < %d ", st.Loss)
+		if st.Loss >= 100 {
+			match = "" // nft rejects "< 100" for a value in 0-99
+		}
+		fmt.Fprintf(&b, "\tchain loss {\n\t\ttype filter hook forward priority 10; policy accept;\n\t\t%scounter drop\n\t}\n", match)
 	}
 	b.WriteString("}\n")
 	return b.String()
