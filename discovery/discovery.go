@@ -141,13 +141,11 @@ func (d *Discovery) Run(ctx context.Context, found func(Sighting)) error {
 	if err != nil {
 		return err
 	}
-	server, err := zeroconf.Register(d.cfg.Instance, Service, d.cfg.Domain, d.cfg.GossipPort, d.TXT(), ifaces)
-	if err != nil {
-		return fmt.Errorf("discovery: advertise %s on %s: %w", Service, ifaceNames(ifaces), err)
+	adv := &advertiser{d: d, ifaces: ifaces}
+	defer adv.stop()
+	if err := adv.refresh(); err != nil {
+		return err
 	}
-	server.TTL(d.cfg.TTL)
-	defer server.Shutdown()
-	d.log.Info("advertising", "service", Service, "instance", d.cfg.Instance, "interfaces", ifaceNames(ifaces))
 
 	backoff := time.Second
 	for {
@@ -168,7 +166,103 @@ func (d *Discovery) Run(ctx context.Context, found func(Sighting)) error {
 			continue
 		}
 		backoff = time.Second
+		// Addresses change (DHCP, a cable moved): advertise the new ones.
+		if err := adv.refresh(); err != nil {
+			d.log.Warn("advertise failed, retrying", "err", err)
+		}
 	}
+}
+
+// advertiser keeps this node's mDNS records in step with its addresses.
+type advertiser struct {
+	d      *Discovery
+	ifaces []net.Interface
+	server *zeroconf.Server
+	ips    []string
+}
+
+// refresh (re)registers the service when the addresses changed.
+func (a *advertiser) refresh() error {
+	ips, err := addrsOf(a.ifaces)
+	if err != nil {
+		return err
+	}
+	if a.server != nil && slices.Equal(ips, a.ips) {
+		return nil
+	}
+	a.stop()
+	if len(ips) == 0 {
+		return fmt.Errorf("discovery: no address to advertise on %s", ifaceNames(a.ifaces))
+	}
+	cfg := a.d.cfg
+	// The SRV target is a host name of our own, not the OS hostname: boxes
+	// fresh from the factory often share one, and a shared name would mix
+	// their addresses up in other resolvers (avahi among them).
+	server, err := zeroconf.RegisterProxy(cfg.Instance, Service, cfg.Domain, cfg.GossipPort, hostLabel(cfg.Instance), ips, a.d.TXT(), a.ifaces)
+	if err != nil {
+		return fmt.Errorf("discovery: advertise %s on %s: %w", Service, ifaceNames(a.ifaces), err)
+	}
+	server.TTL(cfg.TTL)
+	a.server, a.ips = server, ips
+	a.d.log.Info("advertising", "service", Service, "instance", cfg.Instance, "interfaces", ifaceNames(a.ifaces), "addrs", ips)
+	return nil
+}
+
+func (a *advertiser) stop() {
+	if a.server != nil {
+		a.server.Shutdown()
+		a.server = nil
+	}
+}
+
+// addrsOf lists the IPv4 and global IPv6 addresses of ifaces (nil: every
+// up, multicast-capable, non-loopback interface), sorted.
+func addrsOf(ifaces []net.Interface) ([]string, error) {
+	if ifaces == nil {
+		all, err := net.Interfaces()
+		if err != nil {
+			return nil, fmt.Errorf("discovery: list interfaces: %w", err)
+		}
+		for _, ifi := range all {
+			if ifi.Flags&net.FlagUp != 0 && ifi.Flags&net.FlagMulticast != 0 && ifi.Flags&net.FlagLoopback == 0 {
+				ifaces = append(ifaces, ifi)
+			}
+		}
+	}
+	var ips []string
+	for _, ifi := range ifaces {
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			p, err := netip.ParsePrefix(a.String())
+			if err != nil {
+				continue
+			}
+			if ip := p.Addr(); ip.Is4() || ip.IsGlobalUnicast() {
+				if usable(ip) {
+					ips = append(ips, ip.String())
+				}
+			}
+		}
+	}
+	slices.Sort(ips)
+	return slices.Compact(ips), nil
+}
+
+// hostLabel turns a node name into a DNS label for the SRV target.
+func hostLabel(name string) string {
+	b := []byte(name)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			b[i] = '-'
+		}
+	}
+	if len(b) > 63 {
+		b = b[:63]
+	}
+	return string(b)
 }
 
 // browse runs one browse session for cfg.Renew.

@@ -51,7 +51,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	socket := fs.String("socket", client.DefaultSocket, "edged API socket `path`")
 	version := fs.Bool("version", false, "print the version")
-	fs.Usage = func() { usage(stderr) }
+	fs.Usage = func() {} // errors are one line; --help prints usage below
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(stdout)
@@ -103,9 +103,11 @@ func usage(w io.Writer) {
 
 // parseFlags parses a subcommand's flags; extra arguments are a usage error.
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // errors are reported by run, in one line
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fs.Usage()
 			return err
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)

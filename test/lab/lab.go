@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -856,4 +857,15 @@ func (l *Lab) Down() error {
 		l.log.Info("lab down", "dir", l.dir, "prefix", prefix)
 	}
 	return err
+}
+
+// WriteStatus writes a table of the nodes to w: node, namespace, addr, pid,
+// running, socket.
+func (l *Lab) WriteStatus(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tNAMESPACE\tADDR\tPID\tRUNNING\tSOCKET")
+	for _, n := range l.Nodes() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%v\t%s\n", n.Name, n.Namespace, n.Addr, n.Pid, n.Running, n.Socket)
+	}
+	return tw.Flush()
 }

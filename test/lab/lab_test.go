@@ -650,3 +650,18 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestParseGroups(t *testing.T) {
+	tests := map[string][][]string{
+		"a,b/c,d,e": {{"a", "b"}, {"c", "d", "e"}},
+		"a":         {{"a"}},
+		"a,/b":      {{"a"}, {"b"}},
+		"a//b":      {{"a"}, nil, {"b"}},
+	}
+	for in, want := range tests {
+		got := ParseGroups(in)
+		if !slices.EqualFunc(got, want, func(a, b []string) bool { return slices.Equal(a, b) }) {
+			t.Errorf("ParseGroups(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -29,7 +29,7 @@ func (l *Lab) Partition(groups ...[]string) error {
 			}
 			for _, name := range g {
 				if _, err := st.node(name); err != nil {
-					return fmt.Errorf("lab: partition: %w", err)
+					return err
 				}
 				if seen[name] {
 					return fmt.Errorf("lab: partition: node %s is in two groups", name)
@@ -153,4 +153,14 @@ func filterScript(st *state) string {
 	}
 	b.WriteString("}\n")
 	return b.String()
+}
+
+// ParseGroups parses the CLI form of partition groups, "a,b/c,d,e", into
+// [[a b] [c d e]].
+func ParseGroups(s string) [][]string {
+	var groups [][]string
+	for _, g := range strings.Split(s, "/") {
+		groups = append(groups, strings.FieldsFunc(g, func(r rune) bool { return r == ',' || r == ' ' }))
+	}
+	return groups
 }
