@@ -20,7 +20,7 @@ import (
 
 const usage = `usage: edgelab COMMAND [--dir DIR (default /run/edgelab)] [-v (debug log)] [ARG]
   up -n N [--prefix P] [--edged PATH] [--site S] [--log-level L]   prints "NODE SOCKET" lines when all are ready
-  down [--prefix P]   remove every namespace, process and file of the lab
+  down [--prefix P]   remove every namespace, process and file of the lab (--prefix: if lab.json is lost)
   status | kill NODE | stop NODE | start NODE | heal
   partition A,B/C,D   nodes in different groups exchange no packet (unlisted nodes: one more group)
   loss PCT            drop PCT% of packets to every node (0 removes it)

@@ -17,13 +17,14 @@ import (
 // cleanWait bounds how long a teardown waits for killed processes.
 const cleanWait = 10 * time.Second
 
-// Clean tears down the lab in dir with namespace prefix, whether or not its
-// state file survived (for example after "edgelab up" crashed halfway). It
-// kills the recorded processes and every process inside a namespace named
-// "PREFIX-...", deletes those namespaces, and removes the files a lab makes
-// in dir, then dir itself if that leaves it empty. The prefix recorded in the
-// state file, if any, is swept too. Nothing to clean is not an error. log may
-// be nil.
+// Clean tears down the lab in dir, whether or not it is whole (for example
+// after "edgelab up" crashed halfway). It kills the recorded processes and
+// every process inside a namespace named "PREFIX-...", deletes those
+// namespaces, and removes the files a lab makes in dir, then dir itself if
+// that leaves it empty. PREFIX is the one in dir's state file; prefix is used
+// only when that file is missing or unreadable, so cleaning one lab never
+// sweeps another lab that uses the default prefix. Nothing to clean is not an
+// error. log may be nil.
 func Clean(dir, prefix string, log *slog.Logger) error {
 	if err := checkRoot(); err != nil {
 		return err
@@ -54,8 +55,8 @@ func clean(dir, prefix string, log *slog.Logger) error {
 		log.Warn("unreadable state, sweeping by prefix only", "err", err)
 	}
 	prefixes := []string{prefix}
-	if hasState && st.Prefix != prefix && prefixRE.MatchString(st.Prefix) {
-		prefixes = append(prefixes, st.Prefix)
+	if hasState && prefixRE.MatchString(st.Prefix) {
+		prefixes = []string{st.Prefix}
 	}
 
 	// Processes: the recorded ones (with their groups), then anything inside

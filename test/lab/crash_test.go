@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -135,5 +137,28 @@ func TestCleanStragglers(t *testing.T) {
 	}
 	if err := Clean(other, "bad-prefix", nil); err == nil {
 		t.Errorf("Clean with a bad prefix succeeded")
+	}
+}
+
+func TestCleanSparesOtherLabs(t *testing.T) {
+	t.Parallel()
+	a := upLab(t, testConfig(t, 1))
+	bcfg := testConfig(t, 1)
+	b := upLab(t, bcfg)
+	aPid := a.Nodes()[0].Pid
+	// Both labs use the same subnet on their own bridges.
+	if got := probe(t, b, "node1", netip.MustParseAddrPort("224.0.0.251:5353")); !slices.Equal(got, []string{"node1"}) {
+		t.Errorf("lab b's multicast answered by %v, want only its own node1", got)
+	}
+	// The state file's prefix wins over the one given.
+	if err := Clean(a.Dir(), bcfg.Prefix, nil); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, a.Dir(), a.Prefix(), []int{aPid})
+	if n := b.Nodes(); len(n) != 1 || !n[0].Running {
+		t.Errorf("lab b after cleaning lab a: %+v", n)
+	}
+	if got := probe(t, b, "node1", netip.AddrPortFrom(b.Nodes()[0].Addr, 7946)); len(got) != 1 {
+		t.Errorf("lab b's node1 does not answer after cleaning lab a")
 	}
 }

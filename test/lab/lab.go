@@ -110,6 +110,11 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lab: dir: %w", err)
 	}
+	if cfg.Nodes > 0 {
+		if err := validSocketPaths(dir, nodeName(cfg.Nodes)); err != nil {
+			return nil, err
+		}
+	}
 	var edged string
 	if cfg.Nodes > 0 || cfg.Edged != "" {
 		if edged, err = findEdged(cfg.Edged); err != nil {
