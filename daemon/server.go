@@ -60,7 +60,7 @@ func (s *server) listen(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("api: socket folder: %w", err)
 	}
-	if fi, err := os.Lstat(path); err == nil {
+	if fi, err := os.Stat(path); err == nil {
 		if fi.Mode().Type() != os.ModeSocket {
 			// Never delete what is not a socket (a config typo such as
 			// socket: /etc/edged/edged.yaml).

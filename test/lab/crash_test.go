@@ -3,9 +3,9 @@ package lab
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
-	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -47,7 +47,7 @@ func TestDownAfterCrashedUp(t *testing.T) {
 
 	// Wait until every node process is recorded and running, then crash "up".
 	var pids []int
-	waitFor(t, func() bool {
+	waitFor(t, 20*time.Second, func() bool {
 		st, err := loadState(cfg.Dir)
 		if err != nil || len(st.Nodes) != 3 {
 			return false
@@ -105,7 +105,7 @@ func TestCleanStragglers(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "ghost", "data"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool {
+	waitFor(t, 20*time.Second, func() bool {
 		got, _ := netnsPids([]string{cfg.Prefix + "-ghost"})
 		return len(got) == 1
 	})
@@ -147,7 +147,7 @@ func TestCleanSparesOtherLabs(t *testing.T) {
 	b := upLab(t, bcfg)
 	aPid := a.Nodes()[0].Pid
 	// Both labs use the same subnet on their own bridges.
-	if got := probe(t, b, "node1", netip.MustParseAddrPort("224.0.0.251:5353")); !slices.Equal(got, []string{"node1"}) {
+	if got := probe(t, b, "node1", netip.MustParseAddrPort("224.0.0.251:5353"), "node1"); !slices.Equal(got, []string{"node1"}) {
 		t.Errorf("lab b's multicast answered by %v, want only its own node1", got)
 	}
 	// The state file's prefix wins over the one given.
@@ -158,7 +158,7 @@ func TestCleanSparesOtherLabs(t *testing.T) {
 	if n := b.Nodes(); len(n) != 1 || !n[0].Running {
 		t.Errorf("lab b after cleaning lab a: %+v", n)
 	}
-	if got := probe(t, b, "node1", netip.AddrPortFrom(b.Nodes()[0].Addr, 7946)); len(got) != 1 {
+	if got := probe(t, b, "node1", netip.AddrPortFrom(b.Nodes()[0].Addr, 7946), "node1"); len(got) != 1 {
 		t.Errorf("lab b's node1 does not answer after cleaning lab a")
 	}
 }

@@ -790,6 +790,11 @@ func (l *Lab) removeNode(n nodeState) error {
 		delete(l.children, n.Name)
 	}
 	l.mu.Unlock()
+	// Delete the veth pair first: a deleted namespace dies asynchronously, and
+	// its eth0 would keep the bridge-side name taken for a while.
+	if err := ip(context.Background(), "-n", l.bridge, "link", "del", n.Veth); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
+		errs = append(errs, fmt.Errorf("lab: netns %s: link del %s: %w", l.bridge, n.Veth, err))
+	}
 	if _, err := os.Stat(filepath.Join(netnsDir, n.Namespace)); err == nil {
 		errs = append(errs, deleteNetns(context.Background(), []string{n.Namespace}))
 	}

@@ -200,7 +200,7 @@ fake_marker: 1
 	}
 
 	// The nodes reach each other, and the node's view of itself is right.
-	if got := probe(t, l, "node1", netip.AddrPortFrom(nodes[1].Addr, 7946)); !slices.Equal(got, []string{"node2"}) {
+	if got := probe(t, l, "node1", netip.AddrPortFrom(nodes[1].Addr, 7946), "node2"); !slices.Equal(got, []string{"node2"}) {
 		t.Errorf("node1 -> node2 unicast: answers %v, want [node2]", got)
 	}
 	out, err := l.Command(context.Background(), "node3", "ip", "-4", "-o", "addr", "show", "dev", "eth0").CombinedOutput()
@@ -330,7 +330,7 @@ func TestPartitionLoss(t *testing.T) {
 			netip.MustParseAddrPort("[ff02::fb]:5353"),
 		} {
 			wg.Go(func() {
-				if got := probe(t, l, from, dst); !slices.Equal(got, want) {
+				if got := probe(t, l, from, dst, want...); !slices.Equal(got, want) {
 					t.Errorf("%s: %s multicast from %s answered by %v, want %v", what, dst.Addr(), from, got, want)
 				}
 			})
@@ -341,8 +341,13 @@ func TestPartitionLoss(t *testing.T) {
 			}
 			n, _ := l.Node(to)
 			wg.Go(func() {
-				got := probe(t, l, from, netip.AddrPortFrom(n.Addr, 7946))
-				if reach := slices.Contains(want, to); reach != (len(got) == 1) {
+				reach := slices.Contains(want, to)
+				var w []string
+				if reach {
+					w = []string{to}
+				}
+				got := probe(t, l, from, netip.AddrPortFrom(n.Addr, 7946), w...)
+				if reach != (len(got) == 1) {
 					t.Errorf("%s: unicast %s -> %s answered by %v, want reachable=%v", what, from, to, got, reach)
 				}
 			})
@@ -456,7 +461,7 @@ fake_marker: 2
 	if string(kb) != base64.StdEncoding.EncodeToString(key)+"\n" {
 		t.Errorf("own key file holds %q", kb)
 	}
-	if got := probe(t, l, "radio-7", netip.AddrPortFrom(n1.Addr, 7946)); !slices.Equal(got, []string{"node1"}) {
+	if got := probe(t, l, "radio-7", netip.AddrPortFrom(n1.Addr, 7946), "node1"); !slices.Equal(got, []string{"node1"}) {
 		t.Errorf("radio-7 -> node1: %v", got)
 	}
 	if _, err := l.AddNode(ctx, NodeSpec{Name: "radio-7"}); err == nil {
@@ -475,7 +480,7 @@ fake_marker: 2
 	if c.Addr != cfg.NodeAddr(3) {
 		t.Errorf("custom addr %s", c.Addr)
 	}
-	waitFor(t, func() bool {
+	waitFor(t, 5*time.Second, func() bool {
 		b, _ := os.ReadFile(c.Log)
 		return strings.Contains(string(b), "custom custom "+c.Addr.String()+" 7946 "+l.Key())
 	})
@@ -517,7 +522,7 @@ fake_marker: 2
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := probe(t, l, "late", netip.MustParseAddrPort("224.0.0.251:5353")); !slices.Equal(got, []string{"late", "radio-7"}) {
+	if got := probe(t, l, "late", netip.MustParseAddrPort("224.0.0.251:5353"), "late", "radio-7"); !slices.Equal(got, []string{"late", "radio-7"}) {
 		t.Errorf("late multicast answered by %v, want [late radio-7]", got)
 	}
 	if got := probe(t, l, "node1", netip.AddrPortFrom(late.Addr, 7946)); len(got) != 0 {
@@ -572,7 +577,7 @@ func TestUp30(t *testing.T) {
 	if len(nodes) != 30 {
 		t.Fatalf("%d nodes", len(nodes))
 	}
-	if got := probe(t, l, "node30", netip.AddrPortFrom(nodes[0].Addr, 7946)); !slices.Equal(got, []string{"node1"}) {
+	if got := probe(t, l, "node30", netip.AddrPortFrom(nodes[0].Addr, 7946), "node1"); !slices.Equal(got, []string{"node1"}) {
 		t.Errorf("node30 -> node1: %v", got)
 	}
 	start = time.Now()
@@ -582,10 +587,13 @@ func TestUp30(t *testing.T) {
 	t.Logf("down of 30 took %v", time.Since(start))
 }
 
-// probe sends a datagram from node from to dst and returns the sorted names
-// of the nodes that answer within a short time (the fake daemon answers on its
-// gossip port and in the mDNS groups). It may run in any goroutine.
-func probe(t *testing.T, l *Lab, from string, dst netip.AddrPort) []string {
+// probe sends datagrams from node from to dst and returns the sorted names
+// of the nodes that answer (the fake daemon answers on its gossip port and in
+// the mDNS groups). It resends until every node in want answered (at most 3 s,
+// so a loaded machine gives no false "blocked"), and always listens at least
+// 200 ms after a send, long enough for any answer across a bridge, so an
+// answer from a node that should be cut off shows up. Any goroutine may call it.
+func probe(t *testing.T, l *Lab, from string, dst netip.AddrPort, want ...string) []string {
 	var conn *net.UDPConn
 	var zone string
 	err := l.Do(from, func() error {
@@ -612,15 +620,12 @@ func probe(t *testing.T, l *Lab, from string, dst netip.AddrPort) []string {
 	nonce := strconv.FormatInt(time.Now().UnixNano(), 36)
 	seen := map[string]bool{}
 	buf := make([]byte, 1500)
-	// Two sends cover a first one lost while ARP resolves; the window after
-	// each is long enough for any answer on a bridge (microseconds away), so
-	// no answer means blocked. Answers are counted once.
-	for range 2 {
+	for end := time.Now().Add(3 * time.Second); ; {
 		if _, err := conn.WriteToUDPAddrPort([]byte(nonce), dst); err != nil {
 			t.Errorf("probe %s -> %s: %v", from, dst, err)
 			return nil
 		}
-		conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 		for {
 			n, _, err := conn.ReadFromUDPAddrPort(buf)
 			if err != nil {
@@ -629,6 +634,9 @@ func probe(t *testing.T, l *Lab, from string, dst netip.AddrPort) []string {
 			if name, got, ok := strings.Cut(string(buf[:n]), " "); ok && got == nonce {
 				seen[name] = true
 			}
+		}
+		if !slices.ContainsFunc(want, func(w string) bool { return !seen[w] }) || time.Now().After(end) {
+			break
 		}
 	}
 	var names []string
@@ -639,15 +647,15 @@ func probe(t *testing.T, l *Lab, from string, dst netip.AddrPort) []string {
 	return names
 }
 
-// waitFor polls cond for up to 5 s.
-func waitFor(t *testing.T, cond func() bool) {
+// waitFor polls cond for up to d.
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
+			t.Fatalf("condition not met within %v", d)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -664,4 +672,57 @@ func TestParseGroups(t *testing.T) {
 			t.Errorf("ParseGroups(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// TestSerfInterop runs stock serf agents as lab nodes (NodeSpec.Argv with
+// placeholders, NoWait), checks they form a cluster across the bridge with
+// the lab key, and that a partition makes them see each other fail.
+func TestSerfInterop(t *testing.T) {
+	t.Parallel()
+	serf, err := exec.LookPath("serf")
+	if err != nil {
+		out, _ := exec.Command("go", "env", "GOPATH").Output()
+		serf = filepath.Join(strings.TrimSpace(string(out)), "bin", "serf")
+		if _, err := os.Stat(serf); err != nil {
+			t.Skip("stock serf agent not installed (go install github.com/hashicorp/serf/cmd/serf@v0.10.2)")
+		}
+	}
+	cfg := testConfig(t, 0)
+	l := upLab(t, cfg)
+	ctx := context.Background()
+	seed := cfg.NodeAddr(1).String() + ":7946"
+	for i, name := range []string{"s1", "s2", "s3"} {
+		argv := []string{serf, "agent", "-node", "{name}", "-bind", "{addr}:{gossip_port}",
+			"-encrypt", "{key}", "-rpc-addr", "127.0.0.1:7373"}
+		if i > 0 {
+			argv = append(argv, "-retry-join", seed, "-retry-interval", "200ms")
+		}
+		if _, err := l.AddNode(ctx, NodeSpec{Name: name, Argv: argv, NoWait: true}); err != nil {
+			t.Fatalf("AddNode %s: %v", name, err)
+		}
+	}
+	members := func(from string) map[string]string {
+		out, err := l.Command(ctx, from, serf, "members", "-rpc-addr", "127.0.0.1:7373").Output()
+		if err != nil {
+			return nil // not listening yet
+		}
+		m := map[string]string{}
+		for _, line := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(line); len(f) >= 3 {
+				m[f[0]] = f[2]
+			}
+		}
+		return m
+	}
+	waitFor(t, 20*time.Second, func() bool {
+		m := members("s1")
+		return m["s1"] == "alive" && m["s2"] == "alive" && m["s3"] == "alive"
+	})
+	if err := l.Partition([]string{"s3"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, func() bool {
+		m1, m3 := members("s1"), members("s3")
+		return m1["s2"] == "alive" && m1["s3"] == "failed" && m3["s1"] == "failed" && m3["s2"] == "failed"
+	})
 }
