@@ -34,7 +34,7 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "edgelab:", err)
+		fmt.Fprintln(os.Stderr, "edgelab:", strings.ReplaceAll(err.Error(), "\n", "; ")) // joined errors: one line
 		os.Exit(1)
 	}
 }

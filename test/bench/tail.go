@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -104,7 +105,7 @@ func (fl *followed) drain() {
 		at := time.Now()
 		fl.buf = append(fl.buf, chunk[:n]...)
 		for {
-			i := indexNL(fl.buf)
+			i := bytes.IndexByte(fl.buf, '\n')
 			if i < 0 {
 				break
 			}
@@ -118,15 +119,6 @@ func (fl *followed) drain() {
 			return
 		}
 	}
-}
-
-func indexNL(b []byte) int {
-	for i, c := range b {
-		if c == '\n' {
-			return i
-		}
-	}
-	return -1
 }
 
 // close stops following every file.

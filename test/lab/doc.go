@@ -22,9 +22,14 @@
 //	NODE/data/          data_dir
 //
 // Processes. Each node's process is started with "ip netns exec NS ARGV" in
-// its own session, so it outlives the process that made the lab (the
-// edgelab CLI). The lab waits for READY=1 on the node's NOTIFY_SOCKET: that
-// is the only synchronisation, there are no sleeps.
+// its own session, with the node directory as working directory, so it
+// outlives the process that made the lab (the edgelab CLI). Its environment
+// is ours without NOTIFY_SOCKET, WATCHDOG_* and LISTEN_*, plus
+// NOTIFY_SOCKET=NODE/notify.sock, EDGELAB_NODE, EDGELAB_ADDR, EDGELAB_CONFIG,
+// then Config.Env and NodeSpec.Env. The lab waits for READY=1 on the node's
+// NOTIFY_SOCKET: that is the only synchronisation, there are no sleeps. The
+// socket is read only while the Lab value that started the node lives (the
+// CLI exits after "up"), so a daemon must ignore sd_notify errors.
 //
 // Faults. Partition and Loss install one nftables table, "table bridge
 // edgelab", in the bridge namespace. Filtering at the bridge sees every frame
@@ -33,8 +38,13 @@
 // loopback traffic, so there is no class of packet that leaks across a
 // partition, and one nft transaction switches the whole lab at once.
 //
-// Teardown. Down, and Clean for a lab whose state file is lost, kill every
+// State. lab.json is written atomically (temporary file, fsync, rename,
+// directory fsync) before any namespace or process exists, so a crash at any
+// point leaves enough behind for Down or Clean from another process.
+//
+// Teardown. Down, and Clean for a lab whose state file may be lost, kill every
 // recorded process and every process inside any namespace named "P-...",
 // delete those namespaces and remove the files the lab made. Both are
-// idempotent.
+// idempotent. Prefixes may not contain '-', so one lab's sweep never matches
+// another lab's names.
 package lab

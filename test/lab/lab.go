@@ -206,6 +206,8 @@ func (l *Lab) build(ctx context.Context, cfg Config) error {
 	for _, n := range st.Nodes {
 		c, err := l.startNode(n.Name)
 		if err != nil {
+			cancel()
+			_ = g.Wait() // the waits end with the cancel
 			return err
 		}
 		g.Go(func() error { return l.waitReady(gctx, n, c) })

@@ -38,7 +38,7 @@ type state struct {
 }
 
 // nodeState is one node. Entries are written before the node's namespace is
-// created (Created false) and its pid after its process started.
+// created, and its pid right after its process started.
 type nodeState struct {
 	Name      string   `json:"name"`
 	Index     int      `json:"index"`
@@ -53,7 +53,6 @@ type nodeState struct {
 	Argv      []string `json:"argv"`
 	Env       []string `json:"env,omitempty"`
 	NoWait    bool     `json:"no_wait,omitempty"`
-	Created   bool     `json:"created,omitempty"`
 	Pid       int      `json:"pid,omitempty"`
 	StartTime uint64   `json:"start_time,omitempty"` // /proc/PID/stat field 22, guards against pid reuse
 }

@@ -1,0 +1,279 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Metric keys, in the JSON and in the table.
+const (
+	mFull      = "full_membership_s"
+	mFail      = "failure_seen_s"
+	mLeave     = "leave_seen_s"
+	mPartition = "partition_seen_s"
+	mRemerge   = "remerge_s"
+	mRSS       = "rss_mb"
+	mCPU       = "idle_cpu_pct"
+	mSoakFP    = "soak_false_failures"
+	mLossFail  = "failure_seen_under_loss_s"
+)
+
+// Figure statuses.
+const (
+	statusOK      = "ok"
+	statusCap     = "cap"     // not reached within Cap seconds
+	statusError   = "error"   // could not be measured; see Note
+	statusSkipped = "skipped" // not run; see Note
+)
+
+// Systems under test.
+const (
+	sysEdged    = "edged"
+	sysDiscover = "serf-discover"
+	sysJoin     = "serf-join"
+)
+
+// figure is one measured number.
+type figure struct {
+	// Value is seconds, MB, percent of one core or a count. For RSS and CPU
+	// it is the mean over the nodes.
+	Value float64 `json:"value"`
+	// Max is the maximum over the nodes (RSS and CPU).
+	Max *float64 `json:"max,omitempty"`
+	// Handler is, for serf, the same change as the agent's event handler saw
+	// it. The agent coalesces member events (1 s quiet, 3 s at most) before
+	// it runs handlers, so this is what a script on serf learns, later than
+	// serf's member list (Value).
+	Handler *float64 `json:"handler,omitempty"`
+	Status  string   `json:"status"`
+	Cap     float64  `json:"cap,omitempty"`
+	Note    string   `json:"note,omitempty"`
+}
+
+func ok(v float64) figure { return figure{Value: v, Status: statusOK} }
+
+func ptr(v float64) *float64 { return &v }
+
+// run is every figure of one system at one size.
+type run struct {
+	System  string            `json:"system"`
+	N       int               `json:"n"`
+	Metrics map[string]figure `json:"metrics"`
+	Notes   []string          `json:"notes,omitempty"`
+}
+
+// machine describes where the numbers were taken.
+type machine struct {
+	Nproc  int    `json:"nproc"`
+	Kernel string `json:"kernel"`
+	CPU    string `json:"cpu"`
+	MemMB  int    `json:"mem_mb"`
+	Go     string `json:"go"`
+}
+
+// report is the whole run, as written to results/*.json.
+type report struct {
+	Date     string            `json:"date"`
+	Commit   string            `json:"commit"`
+	Dirty    bool              `json:"dirty"`
+	Versions map[string]string `json:"versions"`
+	Machine  machine           `json:"machine"`
+	Settings map[string]string `json:"settings"`
+	Runs     []run             `json:"runs"`
+	Notes    []string          `json:"notes,omitempty"`
+	Took     string            `json:"took"`
+}
+
+// goal is a DESIGN.md number. Limit < 0 means no goal.
+type goal struct {
+	Metric string
+	What   string
+	Limit  float64
+	Unit   string
+	// OnMax: the goal holds for every node, so it is checked on Max.
+	OnMax bool
+}
+
+var goals = []goal{
+	{mFull, "cold start to full membership on every node", 2, "s", false},
+	{mFail, "kill -9 seen as failed by all", 3, "s", false},
+	{mLeave, "graceful leave seen as left by all", 1, "s", false},
+	{mPartition, "partition: each side sees the other failed", -1, "s", false},
+	{mRemerge, "re-merge after the heal", 5, "s", false},
+	{mRSS, "RSS per node (mean, max)", 20, "MB", true},
+	{mCPU, "idle CPU per node, % of a core (mean, max)", 0.5, "%", true},
+	{mSoakFP, "false failures under 10% loss (soak)", 0, "", false},
+	{mLossFail, "kill -9 seen as failed by all, under 10% loss", 3, "s", false},
+}
+
+func goalOf(metric string) goal {
+	for _, g := range goals {
+		if g.Metric == metric {
+			return g
+		}
+	}
+	return goal{Metric: metric, Limit: -1}
+}
+
+// met reports whether f meets g: "yes", "NO" or "-" (no goal or nothing
+// measured).
+func met(g goal, f figure, have bool) string {
+	if g.Limit < 0 || !have || f.Status == statusSkipped {
+		return "-"
+	}
+	if f.Status != statusOK {
+		return "NO"
+	}
+	v := f.Value
+	if g.OnMax && f.Max != nil {
+		v = *f.Max
+	}
+	if v <= g.Limit {
+		return "yes"
+	}
+	return "NO"
+}
+
+// format renders a figure for the table.
+func format(g goal, f figure, have bool) string {
+	if !have {
+		return "-"
+	}
+	switch f.Status {
+	case statusSkipped:
+		return "skipped"
+	case statusError:
+		return "error"
+	case statusCap:
+		return fmt.Sprintf(">%s %s", num(f.Cap), g.Unit)
+	}
+	s := num(f.Value)
+	if f.Max != nil {
+		s += " (" + num(*f.Max) + ")"
+	}
+	if g.Unit != "" {
+		s += " " + g.Unit
+	}
+	if f.Handler != nil {
+		s += " [handler " + num(*f.Handler) + "]"
+	}
+	return s
+}
+
+// num prints with about three significant digits.
+func num(v float64) string {
+	switch a := math.Abs(v); {
+	case v == math.Trunc(v) && a < 1e6:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", v)
+	case a >= 0.1:
+		return fmt.Sprintf("%.2f", v)
+	default:
+		return fmt.Sprintf("%.3f", v)
+	}
+}
+
+// ratio renders edged/anchor.
+func ratio(e, a figure, haveE, haveA bool) string {
+	if !haveE || !haveA || e.Status != statusOK {
+		return "-"
+	}
+	switch a.Status {
+	case statusOK:
+		if a.Value == 0 {
+			return "-"
+		}
+		return num(e.Value/a.Value) + "x"
+	case statusCap:
+		return "<" + num(e.Value/a.Cap) + "x"
+	}
+	return "-"
+}
+
+// table renders the report as a Markdown table: one row per metric and size,
+// edged with its goal, then each anchor with the ratio edged/anchor.
+func table(runs []run) string {
+	find := func(sys string, n int) (run, bool) {
+		for _, r := range runs {
+			if r.System == sys && r.N == n {
+				return r, true
+			}
+		}
+		return run{}, false
+	}
+	var sizes []int
+	for _, r := range runs {
+		if !containsInt(sizes, r.N) {
+			sizes = append(sizes, r.N)
+		}
+	}
+	var b strings.Builder
+	b.WriteString("| metric | N | edged | goal | met | serf -discover | edged/anchor | serf -join | edged/anchor |\n")
+	b.WriteString("| --- | --: | --: | --: | :-: | --: | --: | --: | --: |\n")
+	for _, g := range goals {
+		for _, n := range sizes {
+			e, okE := find(sysEdged, n)
+			d, okD := find(sysDiscover, n)
+			j, okJ := find(sysJoin, n)
+			fe, haveE := e.Metrics[g.Metric]
+			fd, haveD := d.Metrics[g.Metric]
+			fj, haveJ := j.Metrics[g.Metric]
+			haveE, haveD, haveJ = haveE && okE, haveD && okD, haveJ && okJ
+			if !haveE && !haveD && !haveJ {
+				continue
+			}
+			lim := "-"
+			if g.Limit >= 0 {
+				lim = "<= " + num(g.Limit)
+				if g.Unit != "" {
+					lim += " " + g.Unit
+				}
+			}
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n",
+				g.What, n, format(g, fe, haveE), lim, met(g, fe, haveE),
+				format(g, fd, haveD), ratio(fe, fd, haveE, haveD),
+				format(g, fj, haveJ), ratio(fe, fj, haveE, haveJ))
+		}
+	}
+	return b.String()
+}
+
+func containsInt(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// writeReport writes rep to dir/<date>-<commit>.json and dir/latest.json and
+// returns the first path.
+func writeReport(dir string, rep report) (string, error) {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	b = append(b, '\n')
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	name := filepath.Join(dir, rep.Date+"-"+rep.Commit+".json")
+	for _, p := range []string{name, filepath.Join(dir, "latest.json")} {
+		tmp := p + ".tmp"
+		if err := os.WriteFile(tmp, b, 0o644); err != nil {
+			return "", err
+		}
+		if err := os.Rename(tmp, p); err != nil {
+			return "", err
+		}
+	}
+	return name, nil
+}
