@@ -12,9 +12,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"edge/hardware"
 	"edge/internal/strictyaml"
 )
 
@@ -50,14 +52,15 @@ type Config struct {
 	Devices       []DeviceConfig
 }
 
-// DeviceConfig is one entry of the device inventory: what is plugged in where.
-type DeviceConfig struct {
-	Name    string
-	Driver  string
-	Port    string
-	Link    string
-	Profile string
-}
+// DeviceConfig is one entry of the device inventory: what is plugged in
+// where, and the settings it should have.
+type DeviceConfig = hardware.Config
+
+// Device timeouts accepted in the node config.
+const (
+	minDeviceTimeout = 10 * time.Millisecond
+	maxDeviceTimeout = time.Minute
+)
 
 // DefaultConfig returns a config with every default filled in; Site and
 // KeyFile are left empty because they have none.
@@ -247,10 +250,30 @@ func (p *parser) devices(n *yaml.Node, key string) []DeviceConfig {
 				d.Link = p.Str(v, full)
 			case "profile":
 				d.Profile = p.Str(v, full)
+			case "baud":
+				d.Baud = p.IntIn(v, full, 50, 4000000)
+			case "framing":
+				d.Framing = p.Enum(v, full, framings)
+			case "unit":
+				d.Unit = p.IntIn(v, full, 1, 247)
+			case "timeout":
+				d.Timeout = p.Duration(v, full, minDeviceTimeout, maxDeviceTimeout)
+			case "on_drift":
+				d.OnDrift = p.Enum(v, full, []string{"correct", "report"})
+			case "settings":
+				d.Settings = p.settings(v, full)
+			case "options":
+				d.Options = map[string]string{}
+				p.Mapping(v, full, func(ok string, _, ov *yaml.Node) {
+					d.Options[ok] = p.Str(ov, full+"."+ok)
+				})
 			default:
 				p.Errorf(kn, full, "unknown key")
 			}
 		})
+		if d.Profile != "" && !filepath.IsAbs(d.Profile) && p.File != "<config>" {
+			d.Profile = filepath.Join(filepath.Dir(p.File), d.Profile)
+		}
 		switch {
 		case d.Name == "":
 			p.Errorf(item, path+".name", "required")
@@ -267,6 +290,46 @@ func (p *parser) devices(n *yaml.Node, key string) []DeviceConfig {
 		}
 		out = append(out, d)
 	}
+	return out
+}
+
+var framings = []string{"8N1", "8E1", "8O1", "8N2", "7E1", "7O1", "7N2", "7E2", "7O2"}
+
+// settings reads a device's desired settings: scalars become string, bool,
+// int64 or float64, lists of scalars []string.
+func (p *parser) settings(n *yaml.Node, path string) hardware.Settings {
+	out := hardware.Settings{}
+	p.Mapping(n, path, func(k string, _, v *yaml.Node) {
+		full := path + "." + k
+		switch v.Kind {
+		case yaml.ScalarNode:
+			switch v.Tag {
+			case "!!int":
+				i, err := strconv.ParseInt(v.Value, 0, 64)
+				if err != nil {
+					p.Errorf(v, full, "integer out of range: %s", v.Value)
+					return
+				}
+				out[k] = i
+			case "!!float":
+				out[k] = p.Float(v, full)
+			case "!!bool":
+				out[k] = p.Bool(v, full)
+			case "!!null":
+				p.Errorf(v, full, "want a value, got nothing")
+			default:
+				out[k] = v.Value
+			}
+		case yaml.SequenceNode:
+			l := []string{}
+			for i, e := range v.Content {
+				l = append(l, p.Str(e, fmt.Sprintf("%s[%d]", full, i)))
+			}
+			out[k] = l
+		default:
+			p.Errorf(v, full, "want a value or a list of values, got %s", strictyaml.KindName(v))
+		}
+	})
 	return out
 }
 

@@ -43,8 +43,8 @@ func TestLoadConfigGood(t *testing.T) {
 				Seeds:    []string{"10.0.0.12:7946", "[fd00::13]:7946", "edge-04.local:7946"},
 				LogLevel: "debug",
 				Devices: []DeviceConfig{
-					{Name: "radio1", Driver: "line", Port: "/dev/ttyUSB0", Profile: "radio-x200"},
-					{Name: "rect1", Driver: "modbus", Port: "/dev/ttyUSB1", Profile: "rectifier-r48"},
+					{Name: "radio1", Driver: "line", Port: "/dev/ttyUSB0", Profile: filepath.Join("testdata", "config", "radio-x200")},
+					{Name: "rect1", Driver: "modbus", Port: "/dev/ttyUSB1", Profile: filepath.Join("testdata", "config", "rectifier-r48")},
 					{Name: "sim1", Driver: "sim", Link: "pty"},
 				},
 			},

@@ -18,6 +18,8 @@ import (
 	"edge/coord"
 	"edge/daemon/api"
 	"edge/discovery"
+	"edge/hardware"
+	"edge/hardware/sim"
 	"edge/systemd"
 )
 
@@ -40,6 +42,7 @@ type Daemon struct {
 	discovery  *discovery.Discovery
 	api        *server
 	advertised netip.Addr
+	hw         *hardware.Manager
 
 	mu sync.Mutex // guards cfg on reload
 }
@@ -57,6 +60,17 @@ type Options struct {
 	Membership *coord.MembershipConfig
 	Joiner     *coord.JoinerConfig
 	Discovery  *discovery.Config
+	// Registry holds the device drivers; nil means Drivers().
+	Registry *hardware.Registry
+	// Supervisor overrides device supervision timings.
+	Supervisor *hardware.SupervisorConfig
+}
+
+// Drivers returns the registry of every device driver edged ships.
+func Drivers() *hardware.Registry {
+	r := hardware.NewRegistry()
+	r.Register("sim", sim.OpenMemory)
+	return r
 }
 
 // New checks cfg and prepares a daemon. It opens nothing.
@@ -138,6 +152,20 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	if d.discovery, err = discovery.New(dc); err != nil {
 		return nil, err
 	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = Drivers()
+	}
+	sc := hardware.DefaultSupervisorConfig()
+	if opts.Supervisor != nil {
+		sc = *opts.Supervisor
+	}
+	if d.hw, err = hardware.NewManager(sc, reg, log.With("part", "hardware")); err != nil {
+		return nil, err
+	}
+	if err := d.hw.Check(cfg.Devices); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, cfg.Path, err)
+	}
 	d.api = newServer(d, log.With("part", "api"))
 	return d, nil
 }
@@ -175,6 +203,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		})
 	})
 	g.Go(func() error { return d.notify.Run(gctx) })
+	g.Go(func() error { return d.hw.Run(gctx, d.cfg.Devices) })
 	if err := d.notify.Ready(); err != nil {
 		d.log.Warn("sd_notify READY failed", "err", err)
 	}
@@ -250,6 +279,17 @@ func (d *Daemon) Reload() error {
 	if fmt.Sprint(next.Seeds) != fmt.Sprint(cur.Seeds) {
 		restart = append(restart, "seeds")
 	}
+	// Devices: checked first, so a bad inventory changes nothing at all.
+	if err := d.hw.Check(next.Devices); err != nil {
+		err = fmt.Errorf("%s: %w", d.cfg.Path, err)
+		d.log.Error("reload refused; running config kept", "err", err)
+		return err
+	}
+	if err := d.hw.Update(next.Devices); err != nil {
+		d.log.Error("reload: devices", "err", err)
+		return err
+	}
+	cur.Devices = next.Devices
 	if d.level != nil {
 		d.level.Set(parseLevel(next.LogLevel))
 	}
@@ -276,8 +316,36 @@ func (d *Daemon) Status() api.Status {
 			Started: d.started,
 		},
 		Members: mems,
+		Devices: d.Devices(),
 		Index:   idx,
 	}
+}
+
+// DevicesIndex is the device change index.
+func (d *Daemon) DevicesIndex() uint64 { return d.hw.Index() }
+
+// WaitDevices blocks until a device changes past index or ctx ends.
+func (d *Daemon) WaitDevices(ctx context.Context, index uint64) uint64 { return d.hw.Wait(ctx, index) }
+
+// Devices lists this node's devices.
+func (d *Daemon) Devices() []api.Device {
+	sts := d.hw.Statuses()
+	out := make([]api.Device, 0, len(sts))
+	for _, st := range sts {
+		dev := api.Device{
+			Name: st.Name, Driver: st.Driver, Port: st.Where, State: st.State, InSync: st.InSync,
+			Drift: make([]api.Drift, 0, len(st.Drift)), LastError: st.LastError, LastVerified: st.LastVerified,
+			Failures: st.Failures, BreakerOpen: st.BreakerOpen,
+		}
+		for _, dr := range st.Drift {
+			dev.Drift = append(dev.Drift, api.Drift(dr))
+		}
+		if len(st.Actual) > 0 {
+			dev.Actual = map[string]any(st.Actual)
+		}
+		out = append(out, dev)
+	}
+	return out
 }
 
 // Members lists the cluster and the change index.

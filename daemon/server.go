@@ -25,6 +25,9 @@ const maxWait = 5 * time.Minute
 type state interface {
 	Status() api.Status
 	Members() ([]api.Member, uint64)
+	Devices() []api.Device
+	DevicesIndex() uint64
+	WaitDevices(ctx context.Context, index uint64) uint64
 	Wait(ctx context.Context, index uint64) uint64
 }
 
@@ -41,6 +44,7 @@ func newServer(st state, log *slog.Logger) *server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+api.PathStatus, s.status)
 	mux.HandleFunc("GET "+api.PathMembers, s.members)
+	mux.HandleFunc("GET "+api.PathDevices, s.devices)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -139,6 +143,18 @@ func (s *server) members(w http.ResponseWriter, r *http.Request) {
 	}
 	mems, idx := s.st.Members()
 	writeJSON(w, api.Members{Members: mems, Index: idx})
+}
+
+func (s *server) devices(w http.ResponseWriter, r *http.Request) {
+	if idx, wait, ok := waitParams(w, r); ok && wait > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		s.st.WaitDevices(ctx, idx)
+		cancel()
+	} else if !ok {
+		return
+	}
+	idx := s.st.DevicesIndex()
+	writeJSON(w, api.Devices{Devices: s.st.Devices(), Index: idx})
 }
 
 // waitParams reads ?index=N&wait=DUR of a blocking query.

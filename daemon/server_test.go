@@ -62,6 +62,14 @@ func (f *fakeAPIState) Status() api.Status {
 	return api.Status{Node: f.node, Members: append([]api.Member(nil), f.members...), Index: f.index}
 }
 
+func (f *fakeAPIState) Devices() []api.Device {
+	return []api.Device{{Name: "radio0", Driver: "sim", State: api.DeviceOK, InSync: true}}
+}
+
+func (f *fakeAPIState) DevicesIndex() uint64 { return 1 }
+
+func (f *fakeAPIState) WaitDevices(ctx context.Context, index uint64) uint64 { return 1 }
+
 func (f *fakeAPIState) Members() ([]api.Member, uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -24,6 +24,7 @@ type Manager struct {
 	devs    map[string]*managed
 	wg      sync.WaitGroup
 	changed chan struct{}
+	index   uint64
 }
 
 type managed struct {
@@ -157,6 +158,7 @@ func (m *Manager) forward(ctx context.Context, sup *Supervisor, ch <-chan struct
 
 // notify must be called with mu held.
 func (m *Manager) notify() {
+	m.index++
 	close(m.changed)
 	m.changed = make(chan struct{})
 }
@@ -166,6 +168,31 @@ func (m *Manager) Changed() <-chan struct{} {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.changed
+}
+
+// Wait blocks until the change index is past index or ctx is done, and
+// returns the current index.
+func (m *Manager) Wait(ctx context.Context, index uint64) uint64 {
+	for {
+		m.mu.Lock()
+		cur, ch := m.index, m.changed
+		m.mu.Unlock()
+		if cur > index {
+			return cur
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return cur
+		}
+	}
+}
+
+// Index is the current change index.
+func (m *Manager) Index() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.index
 }
 
 // Statuses lists every device's status, sorted by name.

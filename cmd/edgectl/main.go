@@ -35,6 +35,7 @@ var errUsage = errors.New("usage")
 var commands = []command{
 	{"status", "show this node and the site at a glance", runStatus},
 	{"members", "list the members of the site's cluster", runMembers},
+	{"devices", "show this node's devices: state, sync, drift, last error", runDevices},
 	{"keygen", "print a new gossip key (base64, 32 bytes)", runKeygen},
 	{"version", "print the version", runVersion},
 }

@@ -46,7 +46,14 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintln(e.stdout)
-	return printMembers(e.stdout, st.Members)
+	if err := printMembers(e.stdout, st.Members); err != nil {
+		return err
+	}
+	if len(st.Devices) == 0 {
+		return nil
+	}
+	fmt.Fprintln(e.stdout)
+	return printDevices(e.stdout, st.Devices)
 }
 
 func printJSON(w io.Writer, v any) error {

@@ -19,7 +19,9 @@ import (
 )
 
 const usage = `usage: edgelab COMMAND [--dir DIR (default /run/edgelab)] [-v (debug log)] [ARG]
-  up -n N [--prefix P] [--edged PATH] [--site S] [--log-level L]   prints "NODE SOCKET" lines when all are ready
+  up -n N [--prefix P] [--edged PATH] [--site S] [--log-level L] [--no-devices]
+                      prints "NODE SOCKET" lines when all are ready; every node gets
+                      two simulated devices (radio0, rect0) unless --no-devices
   down [--prefix P]   remove every namespace, process and file of the lab (--prefix: if lab.json is lost)
   status | kill NODE | stop NODE | start NODE | heal
   partition A,B/C,D   nodes in different groups exchange no packet (unlisted nodes: one more group)
@@ -58,6 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.Edged, "edged", "", "edged binary (up)")
 	fs.StringVar(&cfg.Site, "site", cfg.Site, "site name (up)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "", "log_level of every node (up)")
+	noDevices := fs.Bool("no-devices", false, "no simulated devices on the nodes (up)")
 	var pos []string // flags may come before or after the argument
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -79,6 +82,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	switch cmd {
 	case "up":
+		if !*noDevices {
+			cfg.Extra = lab.SimDevices
+		}
 		l, err := lab.Up(ctx, cfg)
 		if err != nil {
 			return err

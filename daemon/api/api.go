@@ -52,10 +52,53 @@ type Member struct {
 	Since time.Time `json:"since"`
 }
 
+// Device states.
+const (
+	DeviceOK           = "ok"
+	DeviceDegraded     = "degraded"
+	DeviceDisconnected = "disconnected"
+	DeviceError        = "error"
+)
+
+// Drift is one setting whose actual value differs from the desired one.
+type Drift struct {
+	Setting string `json:"setting"`
+	Desired string `json:"desired"`
+	Actual  string `json:"actual"`
+}
+
+// Device is one device of this node, as its supervisor sees it.
+type Device struct {
+	Name   string `json:"name"`
+	Driver string `json:"driver"`
+	// Port is the serial port or network link.
+	Port string `json:"port"`
+	// State is one of ok, degraded, disconnected, error.
+	State  string  `json:"state"`
+	InSync bool    `json:"in_sync"`
+	Drift  []Drift `json:"drift"`
+	// LastError is the last failure, "" once the device is healthy again.
+	LastError    string    `json:"last_error"`
+	LastVerified time.Time `json:"last_verified"`
+	Failures     int       `json:"failures"`
+	BreakerOpen  bool      `json:"breaker_open"`
+	// Actual holds the values last read back.
+	Actual map[string]any `json:"actual,omitempty"`
+}
+
+// Devices is the answer of GET /v1/devices and `edgectl devices --json`.
+type Devices struct {
+	Devices []Device `json:"devices"`
+	// Index grows on every device change; pass it back as ?index= to wait
+	// for the next one.
+	Index uint64 `json:"index"`
+}
+
 // Status is the answer of GET /v1/status and of `edgectl status --json`.
 type Status struct {
 	Node    Node     `json:"node"`
 	Members []Member `json:"members"`
+	Devices []Device `json:"devices"`
 	// Index grows on every membership change; pass it back as ?index= to
 	// wait for the next change.
 	Index uint64 `json:"index"`
@@ -76,4 +119,5 @@ type Error struct {
 const (
 	PathStatus  = "/v1/status"
 	PathMembers = "/v1/members"
+	PathDevices = "/v1/devices"
 )

@@ -69,6 +69,22 @@ func (c *Client) Members(ctx context.Context) (api.Members, error) {
 	return m, err
 }
 
+// Devices returns this node's devices.
+func (c *Client) Devices(ctx context.Context) (api.Devices, error) {
+	var d api.Devices
+	err := c.get(ctx, api.PathDevices, nil, &d)
+	return d, err
+}
+
+// WaitDevices blocks until a device changes past index (or wait passes)
+// and returns the devices then.
+func (c *Client) WaitDevices(ctx context.Context, index uint64, wait time.Duration) (api.Devices, error) {
+	var d api.Devices
+	q := url.Values{"index": {strconv.FormatUint(index, 10)}, "wait": {wait.String()}}
+	err := c.get(ctx, api.PathDevices, q, &d)
+	return d, err
+}
+
 // WaitMembers blocks until membership changes past index (or wait passes)
 // and returns the members then. Use the Index of the previous answer.
 func (c *Client) WaitMembers(ctx context.Context, index uint64, wait time.Duration) (api.Members, error) {

@@ -83,3 +83,19 @@ func yamlString(s string) string {
 	}
 	return strconv.Quote(s)
 }
+
+// SimDevices are node config lines giving a node two simulated devices (a
+// radio and a rectifier, in memory) with desired settings, so a lab shows
+// real device state. Pass them as Config.Extra.
+var SimDevices = []string{
+	"devices:",
+	"  - name: radio0",
+	"    driver: sim",
+	"    options: {model: radio}",
+	"    settings: {frequency_mhz: 3550, power_dbm: 20, enabled: true, mode: auto}",
+	"  - name: rect0",
+	"    driver: sim",
+	"    on_drift: report",
+	"    options: {model: rectifier}",
+	"    settings: {float_voltage: 54.0, current_limit: 50, equalize: false}",
+}
