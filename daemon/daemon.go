@@ -19,6 +19,7 @@ import (
 	"edge/daemon/api"
 	"edge/discovery"
 	"edge/hardware"
+	"edge/hardware/netlink"
 	"edge/hardware/sim"
 	"edge/systemd"
 )
@@ -70,6 +71,7 @@ type Options struct {
 func Drivers() *hardware.Registry {
 	r := hardware.NewRegistry()
 	r.Register("sim", sim.OpenMemory)
+	r.Register("netlink", netlink.Open)
 	return r
 }
 
