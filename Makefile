@@ -21,7 +21,10 @@ ARM_CMDS  := ./cmd/edged ./cmd/edgectl
 FUZZTIME  ?= 10s
 DEMO_NODES ?= 5
 
-.PHONY: help build cross deps test fuzz lint demo bench check clean
+# Portable packages whose unit tests also run under qemu-user on ARM.
+ARM_TEST_PKGS ?= ./internal/... ./hardware/ ./hardware/serial/ ./hardware/line/ ./hardware/modbus/ ./hardware/sim/ ./daemon/ ./discovery/
+
+.PHONY: help build cross deps test test-arm fuzz lint demo bench check clean
 
 help: ## list the targets
 	@echo "usage: make TARGET   (VERSION=$(VERSION))"
@@ -42,7 +45,13 @@ deps: ## install Debian packages and Go tools the tests need (as root)
 
 test: deps build ## the whole suite with -race (root for namespaces), then short fuzz runs
 	EDGE_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory test-arm
 	FUZZTIME=$(FUZZTIME) bash test/fuzz.sh
+
+test-arm: ## unit tests of the portable packages under qemu-aarch64 and qemu-arm
+	@command -v qemu-aarch64 >/dev/null || { echo "qemu-aarch64 not found: run make deps" >&2; exit 1; }
+	CGO_ENABLED=0 GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64 $$($(GO) list -e -f '{{if not .Error}}{{.ImportPath}}{{end}}' $(ARM_TEST_PKGS) 2>/dev/null)
+	CGO_ENABLED=0 GOARCH=arm GOARM=7 $(GO) test -count=1 -exec qemu-arm $$($(GO) list -e -f '{{if not .Error}}{{.ImportPath}}{{end}}' $(ARM_TEST_PKGS) 2>/dev/null)
 
 fuzz: FUZZTIME = 2m
 fuzz: ## fuzz every Fuzz target for 2m each (make fuzz FUZZTIME=10m for longer)
