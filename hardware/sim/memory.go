@@ -17,13 +17,12 @@ import (
 type Memory struct {
 	name string
 
-	mu       sync.Mutex
-	values   hardware.Settings
-	specs    map[string]Spec
-	faults   Faults
-	closed   bool
-	applied  []hardware.Settings
-	readHook func()
+	mu      sync.Mutex
+	values  hardware.Settings
+	specs   map[string]Spec
+	faults  Faults
+	closed  bool
+	applied []hardware.Settings
 }
 
 // Spec describes one simulated setting.
