@@ -19,6 +19,7 @@ import (
 	"edge/daemon/api"
 	"edge/discovery"
 	"edge/hardware"
+	"edge/hardware/modbus"
 	"edge/hardware/netlink"
 	"edge/hardware/sim"
 	"edge/systemd"
@@ -72,6 +73,7 @@ func Drivers() *hardware.Registry {
 	r := hardware.NewRegistry()
 	r.Register("sim", sim.OpenMemory)
 	r.Register("netlink", netlink.Open)
+	r.Register("modbus", modbus.Open)
 	return r
 }
 
