@@ -37,6 +37,7 @@ var commands = []command{
 	{"members", "list the members of the site's cluster", runMembers},
 	{"devices", "show this node's devices: state, sync, drift, last error", runDevices},
 	{"keygen", "print a new gossip key (base64, 32 bytes)", runKeygen},
+	{"tls", "make the site CA and node certificates for mutual TLS", runTLS},
 	{"version", "print the version", runVersion},
 }
 
