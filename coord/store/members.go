@@ -1,0 +1,130 @@
+package store
+
+import (
+	"slices"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Peer is a site node as membership sees it, for raft membership decisions.
+type Peer struct {
+	Name string
+	// Addr is the raft address, host:port.
+	Addr string
+	// Alive: serf lists it alive. Left: it left gracefully.
+	Alive bool
+	Left  bool
+	// Down is how long it has been failed (zero when alive).
+	Down time.Duration
+}
+
+// Action is one raft membership change the leader makes.
+type Action struct {
+	Op   string // add_nonvoter, promote, demote, remove
+	ID   string
+	Addr string
+}
+
+// Membership actions.
+const (
+	ActAddNonvoter = "add_nonvoter"
+	ActPromote     = "promote"
+	ActDemote      = "demote"
+	ActRemove      = "remove"
+)
+
+// VoterTarget is how many voters a site of n nodes keeps: 3, or 5 once it
+// has 7 or more nodes (never more than it has).
+func VoterTarget(n int) int {
+	t := 3
+	if n >= 7 {
+		t = 5
+	}
+	return min(t, n)
+}
+
+// PlanMembership decides how the raft configuration should change so that
+// every site node holds a replica (non-voters), the voter count stays at
+// VoterTarget, and dead voters are replaced by healthy non-voters. leader
+// is this node's id: it is never removed or demoted. deadAfter is how long
+// a failed server may stay before it is removed. This is the promoter the
+// stock autopilot lacks: it promotes only up to the target.
+func PlanMembership(cfg raft.Configuration, peers []Peer, leader string, deadAfter time.Duration) []Action {
+	byName := map[string]Peer{}
+	for _, p := range peers {
+		byName[p.Name] = p
+	}
+	inCfg := map[string]raft.Server{}
+	for _, s := range cfg.Servers {
+		inCfg[string(s.ID)] = s
+	}
+	var acts []Action
+
+	// Servers that left, or stayed dead too long, go. The leader stays.
+	removed := map[string]bool{}
+	for _, s := range cfg.Servers {
+		id := string(s.ID)
+		if id == leader {
+			continue
+		}
+		p, known := byName[id]
+		if (known && p.Left) || (known && !p.Alive && p.Down >= deadAfter) {
+			acts = append(acts, Action{Op: ActRemove, ID: id})
+			removed[id] = true
+		}
+	}
+	// Every alive peer gets a replica.
+	names := make([]string, 0, len(peers))
+	for _, p := range peers {
+		names = append(names, p.Name)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		p := byName[n]
+		if _, ok := inCfg[n]; !ok && p.Alive && p.Addr != "" {
+			acts = append(acts, Action{Op: ActAddNonvoter, ID: n, Addr: p.Addr})
+		}
+	}
+	// Count healthy voters and the site size (alive peers plus known servers).
+	size := 0
+	for _, n := range names {
+		if byName[n].Alive {
+			size++
+		}
+	}
+	target := VoterTarget(max(size, 1))
+	var voters, nonvoters []string
+	for _, s := range cfg.Servers {
+		id := string(s.ID)
+		if removed[id] {
+			continue
+		}
+		alive := id == leader || byName[id].Alive
+		switch {
+		case s.Suffrage == raft.Voter && alive:
+			voters = append(voters, id)
+		case s.Suffrage == raft.Nonvoter && alive:
+			nonvoters = append(nonvoters, id)
+		}
+	}
+	slices.Sort(nonvoters)
+	for _, id := range nonvoters {
+		if len(voters) >= target {
+			break
+		}
+		acts = append(acts, Action{Op: ActPromote, ID: id, Addr: string(inCfg[id].Address)})
+		voters = append(voters, id)
+	}
+	// Too many voters (the site shrank): demote the last ones by name, never
+	// the leader.
+	slices.Sort(voters)
+	for i := len(voters) - 1; i >= 0 && len(voters) > target; i-- {
+		if voters[i] == leader {
+			continue
+		}
+		acts = append(acts, Action{Op: ActDemote, ID: voters[i]})
+		voters = slices.Delete(voters, i, i+1)
+	}
+	return acts
+}
