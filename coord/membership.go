@@ -444,3 +444,30 @@ func flatten(err error) error {
 	}
 	return fmt.Errorf("%w (and: %s)", errs[0], strings.Join(msgs[1:], "; "))
 }
+
+// SetTag sets one of this node's serf tags (gossiped to every member).
+func (m *Membership) SetTag(key, value string) error {
+	s := m.agent()
+	if s == nil {
+		return errors.New("membership: not started")
+	}
+	m.mu.Lock()
+	tags := make(map[string]string, len(m.cfg.Tags)+1)
+	for k, v := range m.cfg.Tags {
+		tags[k] = v
+	}
+	if tags[key] == value {
+		m.mu.Unlock()
+		return nil
+	}
+	tags[key] = value
+	m.cfg.Tags = tags
+	m.mu.Unlock()
+	if err := s.SetTags(tags); err != nil {
+		return fmt.Errorf("membership: set tag %s: %w", key, err)
+	}
+	return nil
+}
+
+// LocalName is this node's name.
+func (m *Membership) LocalName() string { return m.cfg.NodeName }

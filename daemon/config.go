@@ -49,7 +49,14 @@ type Config struct {
 	KeyFile       string
 	Seeds         []string
 	LogLevel      string
-	Devices       []DeviceConfig
+	// RaftPort carries raft and node RPC (mutual TLS); 0 means GossipPort+1.
+	RaftPort int
+	// TLS credentials of the site: without them raft is off on this node.
+	TLSCA, TLSCert, TLSKey string
+	// BootstrapExpect is how many nodes a new site waits for before the
+	// first raft voters start the cluster.
+	BootstrapExpect int
+	Devices         []DeviceConfig
 }
 
 // DeviceConfig is one entry of the device inventory: what is plugged in
@@ -67,11 +74,12 @@ const (
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
 	return Config{
-		Node:       host,
-		DataDir:    DefaultDataDir,
-		Socket:     DefaultSocket,
-		GossipPort: DefaultGossipPort,
-		LogLevel:   "info",
+		Node:            host,
+		DataDir:         DefaultDataDir,
+		Socket:          DefaultSocket,
+		GossipPort:      DefaultGossipPort,
+		LogLevel:        "info",
+		BootstrapExpect: 3,
 	}
 }
 
@@ -103,12 +111,36 @@ func (c Config) Validate() error {
 	if c.Socket == "" {
 		errs = append(errs, errors.New("socket: must not be empty"))
 	}
+	if n := boolCount(c.TLSCA != "", c.TLSCert != "", c.TLSKey != ""); n != 0 && n != 3 {
+		errs = append(errs, errors.New("tls_ca: tls_ca, tls_cert and tls_key go together (create them with `edgectl tls`)"))
+	}
+	if c.RaftPort != 0 && c.RaftPort == c.GossipPort {
+		errs = append(errs, fmt.Errorf("raft_port: must differ from gossip_port %d", c.GossipPort))
+	}
 	for i, s := range c.Seeds {
 		if err := checkHostPort(s); err != nil {
 			errs = append(errs, fmt.Errorf("seeds[%d]: %w", i, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func boolCount(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
+}
+
+// RaftPortOrDefault is raft_port, or gossip_port+1 when unset.
+func (c Config) RaftPortOrDefault() int {
+	if c.RaftPort != 0 {
+		return c.RaftPort
+	}
+	return c.GossipPort + 1
 }
 
 // LoadConfig reads and strictly parses the node config at path. Errors name
@@ -174,6 +206,16 @@ func ParseConfig(file string, data []byte) (Config, error) {
 			cfg.GossipPort = p.IntIn(v, key, 1, 65535)
 		case "key_file":
 			cfg.KeyFile = p.Str(v, key)
+		case "raft_port":
+			cfg.RaftPort = p.IntIn(v, key, 1, 65535)
+		case "tls_ca":
+			cfg.TLSCA = p.Str(v, key)
+		case "tls_cert":
+			cfg.TLSCert = p.Str(v, key)
+		case "tls_key":
+			cfg.TLSKey = p.Str(v, key)
+		case "bootstrap_expect":
+			cfg.BootstrapExpect = p.IntIn(v, key, 1, 7)
 		case "log_level":
 			cfg.LogLevel = p.Enum(v, key, logLevels)
 		case "seeds":
@@ -193,8 +235,10 @@ func ParseConfig(file string, data []byte) (Config, error) {
 			p.Errorf(k, "", "unknown key %q", key)
 		}
 	})
-	if cfg.KeyFile != "" && !filepath.IsAbs(cfg.KeyFile) && file != "<config>" {
-		cfg.KeyFile = filepath.Join(filepath.Dir(file), cfg.KeyFile)
+	for _, f := range []*string{&cfg.KeyFile, &cfg.TLSCA, &cfg.TLSCert, &cfg.TLSKey} {
+		if *f != "" && !filepath.IsAbs(*f) && file != "<config>" {
+			*f = filepath.Join(filepath.Dir(file), *f)
+		}
 	}
 	// Checks across keys (required keys, ...), reported at the key's line or
 	// the file, together with the parse errors; a key that already failed to

@@ -39,9 +39,14 @@ func TestLoadConfigGood(t *testing.T) {
 				AdvertiseAddr: netip.MustParseAddr("10.0.0.11"),
 				GossipPort:    7950,
 				// Relative: resolved next to the config file.
-				KeyFile:  filepath.Join("testdata", "config", "gossip.key"),
-				Seeds:    []string{"10.0.0.12:7946", "[fd00::13]:7946", "edge-04.local:7946"},
-				LogLevel: "debug",
+				KeyFile:         filepath.Join("testdata", "config", "gossip.key"),
+				Seeds:           []string{"10.0.0.12:7946", "[fd00::13]:7946", "edge-04.local:7946"},
+				LogLevel:        "debug",
+				RaftPort:        7960,
+				TLSCA:           filepath.Join("testdata", "config", "tls", "ca.crt"),
+				TLSCert:         "/etc/edged/tls/edge-01.crt",
+				TLSKey:          "/etc/edged/tls/edge-01.key",
+				BootstrapExpect: 5,
 				Devices: []DeviceConfig{
 					{Name: "radio1", Driver: "line", Port: "/dev/ttyUSB0", Profile: filepath.Join("testdata", "config", "radio-x200")},
 					{Name: "rect1", Driver: "modbus", Port: "/dev/ttyUSB1", Profile: filepath.Join("testdata", "config", "rectifier-r48")},
@@ -53,14 +58,15 @@ func TestLoadConfigGood(t *testing.T) {
 			// Only the required keys: everything else takes its default.
 			file: "testdata/config/ok_minimal.yaml",
 			want: Config{
-				Path:       "testdata/config/ok_minimal.yaml",
-				Node:       host,
-				Site:       "plant-7",
-				DataDir:    DefaultDataDir,
-				Socket:     DefaultSocket,
-				GossipPort: DefaultGossipPort,
-				KeyFile:    "/etc/edged/gossip.key", // absolute: kept as is
-				LogLevel:   "info",
+				Path:            "testdata/config/ok_minimal.yaml",
+				Node:            host,
+				Site:            "plant-7",
+				DataDir:         DefaultDataDir,
+				Socket:          DefaultSocket,
+				BootstrapExpect: 3,
+				GossipPort:      DefaultGossipPort,
+				KeyFile:         "/etc/edged/gossip.key", // absolute: kept as is
+				LogLevel:        "info",
 			},
 		},
 	}

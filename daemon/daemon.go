@@ -19,9 +19,11 @@ import (
 	"edge/daemon/api"
 	"edge/discovery"
 	"edge/hardware"
+	"edge/hardware/line"
 	"edge/hardware/modbus"
 	"edge/hardware/netlink"
 	"edge/hardware/sim"
+	"edge/internal/pki"
 	"edge/systemd"
 )
 
@@ -45,6 +47,9 @@ type Daemon struct {
 	api        *server
 	advertised netip.Addr
 	hw         *hardware.Manager
+	creds      *pki.Credentials
+	raftCfg    *coord.RaftConfig
+	raft       *coord.Raft
 
 	mu sync.Mutex // guards cfg on reload
 }
@@ -62,6 +67,8 @@ type Options struct {
 	Membership *coord.MembershipConfig
 	Joiner     *coord.JoinerConfig
 	Discovery  *discovery.Config
+	// Raft overrides raft timings (tests shorten them).
+	Raft *coord.RaftConfig
 	// Registry holds the device drivers; nil means Drivers().
 	Registry *hardware.Registry
 	// Supervisor overrides device supervision timings.
@@ -74,6 +81,7 @@ func Drivers() *hardware.Registry {
 	r.Register("sim", sim.OpenMemory)
 	r.Register("netlink", netlink.Open)
 	r.Register("modbus", modbus.Open)
+	r.Register("line", line.Open)
 	return r
 }
 
@@ -170,6 +178,36 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	if err := d.hw.Check(cfg.Devices); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, cfg.Path, err)
 	}
+	if cfg.TLSCA != "" {
+		creds, err := pki.Load(cfg.TLSCA, cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		if creds.Node() != cfg.Node {
+			return nil, fmt.Errorf("%w: tls_cert %s is issued for node %q, this node is %q", ErrConfig, cfg.TLSCert, creds.Node(), cfg.Node)
+		}
+		if creds.Site() != "" && creds.Site() != cfg.Site {
+			return nil, fmt.Errorf("%w: tls_ca %s is the CA of site %q, this node is in site %q", ErrConfig, cfg.TLSCA, creds.Site(), cfg.Site)
+		}
+		rc := coord.DefaultRaftConfig()
+		if opts.Raft != nil {
+			rc = *opts.Raft
+		}
+		rc.NodeName, rc.Site, rc.AdvertiseAddr, rc.Port = cfg.Node, cfg.Site, adv, cfg.RaftPortOrDefault()
+		if mc.BindAddr != "" {
+			rc.BindAddr = mc.BindAddr
+		}
+		rc.Creds = creds
+		rc.BootstrapExpect = cfg.BootstrapExpect
+		rc.Store.Dir = filepath.Join(cfg.DataDir, "raft")
+		rc.Logger = log.With("part", "raft")
+		if err := rc.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		d.creds, d.raftCfg = creds, &rc
+	} else {
+		log.Info("raft is off on this node: no tls_ca/tls_cert/tls_key (create them with `edgectl tls`)")
+	}
 	d.api = newServer(d, log.With("part", "api"))
 	return d, nil
 }
@@ -183,6 +221,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if err := d.member.Start(); err != nil {
 		return err
+	}
+	if d.raftCfg != nil {
+		r, err := coord.NewRaft(*d.raftCfg, d.member)
+		if err != nil {
+			_ = d.member.Run(canceled()) // leave nothing behind
+			return err
+		}
+		d.raft = r
 	}
 	if err := d.api.listen(d.cfg.Socket); err != nil {
 		_ = d.member.Run(canceled()) // leave nothing behind
@@ -208,6 +254,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return d.notify.Run(gctx) })
 	g.Go(func() error { return d.hw.Run(gctx, d.cfg.Devices) })
+	if d.raft != nil {
+		g.Go(func() error { return d.raft.Run(gctx) })
+	}
 	if err := d.notify.Ready(); err != nil {
 		d.log.Warn("sd_notify READY failed", "err", err)
 	}
@@ -321,8 +370,17 @@ func (d *Daemon) Status() api.Status {
 		},
 		Members: mems,
 		Devices: d.Devices(),
+		Raft:    d.raftStatus(),
 		Index:   idx,
 	}
+}
+
+func (d *Daemon) raftStatus() *api.Raft {
+	if d.raft == nil {
+		return nil
+	}
+	st := d.raft.Status()
+	return &st
 }
 
 // DevicesIndex is the device change index.

@@ -94,11 +94,23 @@ type Devices struct {
 	Index uint64 `json:"index"`
 }
 
+// Raft is this node's view of the site's raft group.
+type Raft struct {
+	// Leader is the leader's node name, "" when none is known.
+	Leader string `json:"leader"`
+	// Role is leader, follower, nonvoter, candidate or none (raft off).
+	Role   string   `json:"role"`
+	Voters []string `json:"voters"`
+	// Quorum: a leader is known, so the site config can change.
+	Quorum bool `json:"quorum"`
+}
+
 // Status is the answer of GET /v1/status and of `edgectl status --json`.
 type Status struct {
 	Node    Node     `json:"node"`
 	Members []Member `json:"members"`
 	Devices []Device `json:"devices"`
+	Raft    *Raft    `json:"raft,omitempty"`
 	// Index grows on every membership change; pass it back as ?index= to
 	// wait for the next change.
 	Index uint64 `json:"index"`

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	bug "go.bug.st/serial"
+	"golang.org/x/sys/unix"
 
 	"edge/hardware"
 )
@@ -110,20 +112,28 @@ func (c Config) Validate() error {
 // Port is a serial port that survives being unplugged: after an error that
 // means the device is gone, the next call reopens it. Calls must not run
 // concurrently (one supervisor goroutine drives a device); Close may be
-// called from anywhere.
+// called from anywhere, and unblocks a Read or Write in progress.
+//
+// go.bug.st/serial opens and configures the line (baud, framing, raw mode,
+// TIOCEXCL); the bytes go through a second descriptor of the same tty that
+// the Go runtime poller drives, so reads and writes have deadlines, Close
+// interrupts them, and no goroutine outlives a call.
 type Port struct {
 	cfg  Config
 	mode *bug.Mode
 
 	mu     sync.Mutex
 	port   bug.Port
-	lock   *os.File // holds the flock
+	file   *os.File // I/O descriptor; holds the flock
 	closed bool
 }
 
 // Open opens the port now, so that a wrong path or a port in use is
 // reported at once. A port that fails later is reopened on demand.
 func Open(cfg Config) (*Port, error) {
+	if cfg.Baud == 0 {
+		cfg.Baud = 9600
+	}
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = time.Second
 	}
@@ -144,134 +154,157 @@ func Open(cfg Config) (*Port, error) {
 // Config returns the port's config.
 func (p *Port) Config() Config { return p.cfg }
 
-// get returns the open port, opening it if needed.
-func (p *Port) get() (bug.Port, error) {
+// get returns the open port's I/O file, opening the port if needed.
+func (p *Port) get() (*os.File, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return nil, fmt.Errorf("serial %s: %w: port closed", p.cfg.Path, hardware.ErrDisconnected)
 	}
-	if p.port != nil {
-		return p.port, nil
+	if p.file != nil {
+		return p.file, nil
 	}
-	lock, err := os.OpenFile(p.cfg.Path, os.O_RDWR|syscall.O_NOCTTY|syscall.O_NONBLOCK, 0)
+	// O_NONBLOCK: open does not wait for carrier, and the runtime poller
+	// takes the descriptor (deadlines, Close unblocks). Never call Fd() on
+	// it: that switches it back to blocking mode.
+	f, err := os.OpenFile(p.cfg.Path, os.O_RDWR|syscall.O_NOCTTY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, p.openErr(err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+	if err := control(f, func(fd int) error { return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) }); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
 			return nil, fmt.Errorf("serial %s: in use by another program (flock)", p.cfg.Path)
 		}
 		return nil, fmt.Errorf("serial %s: flock: %w", p.cfg.Path, err)
 	}
-	if fd := lock.Fd(); fd >= 1000 {
-		// go.bug.st/serial uses select(): descriptors >= 1024 panic.
-		lock.Close()
-		return nil, fmt.Errorf("serial %s: file descriptor %d too high for select(); too many open files", p.cfg.Path, fd)
-	}
 	port, err := bug.Open(p.cfg.Path, p.mode)
 	if err != nil {
-		lock.Close()
+		f.Close()
 		return nil, p.openErr(err)
 	}
-	p.port, p.lock = port, lock
-	return port, nil
+	p.port, p.file = port, f
+	return f, nil
+}
+
+// control runs fn on f's descriptor without taking it out of the poller.
+func control(f *os.File, fn func(fd int) error) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
 }
 
 func (p *Port) openErr(err error) error {
-	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENODEV) || errors.Is(err, syscall.ENXIO) {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENODEV) || errors.Is(err, syscall.ENXIO) || errors.Is(err, syscall.EIO) {
 		return fmt.Errorf("serial %s: %w: %w", p.cfg.Path, hardware.ErrDisconnected, err)
 	}
 	var pe *bug.PortError
-	if errors.As(err, &pe) && pe.Code() == bug.PortNotFound {
-		return fmt.Errorf("serial %s: %w: %w", p.cfg.Path, hardware.ErrDisconnected, err)
+	if errors.As(err, &pe) {
+		switch pe.Code() {
+		case bug.PortNotFound:
+			return fmt.Errorf("serial %s: %w: %w", p.cfg.Path, hardware.ErrDisconnected, err)
+		case bug.PortBusy:
+			return fmt.Errorf("serial %s: in use by another program (exclusive tty)", p.cfg.Path)
+		}
+	}
+	if errors.Is(err, syscall.EBUSY) {
+		// TIOCEXCL held by another program (root bypasses it).
+		return fmt.Errorf("serial %s: in use by another program (exclusive tty)", p.cfg.Path)
 	}
 	return fmt.Errorf("serial %s: open: %w", p.cfg.Path, err)
 }
 
-// drop closes the underlying port after a failure; the next call reopens.
-func (p *Port) drop() {
+// drop closes the port after a failure of f; the next call reopens. A
+// port already replaced or closed is left alone.
+func (p *Port) drop(f *os.File) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.port != nil {
-		p.port.Close()
-		p.port = nil
+	if p.file != f || f == nil {
+		return
 	}
-	if p.lock != nil {
-		p.lock.Close()
-		p.lock = nil
-	}
+	p.port.Close()
+	p.file.Close()
+	p.port, p.file = nil, nil
 }
 
 // Write writes all of b within WriteTimeout (and ctx). A write that does not
-// finish in time closes the port (go.bug.st/serial cannot interrupt it
-// otherwise) and returns ErrTimeout.
+// finish in time returns ErrTimeout; the port is then reopened by the next
+// call, so a half-written command is not continued.
 func (p *Port) Write(ctx context.Context, b []byte) error {
-	port, err := p.get()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("serial %s: write: %w", p.cfg.Path, err)
+	}
+	f, err := p.get()
 	if err != nil {
 		return err
 	}
-	done := make(chan error, 1)
-	go func() {
-		for len(b) > 0 {
-			n, err := port.Write(b)
-			if err != nil {
-				done <- err
-				return
-			}
-			b = b[n:]
-		}
-		done <- nil
-	}()
-	t := time.NewTimer(p.cfg.WriteTimeout)
-	defer t.Stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			p.drop()
-			return p.ioErr("write", err)
-		}
-		return nil
-	case <-t.C:
-		p.drop()
-		return fmt.Errorf("serial %s: write: %w after %s", p.cfg.Path, hardware.ErrTimeout, p.cfg.WriteTimeout)
-	case <-ctx.Done():
-		p.drop()
-		return fmt.Errorf("serial %s: write: %w", p.cfg.Path, ctx.Err())
+	limit := p.cfg.WriteTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		limit = min(limit, max(time.Until(dl), time.Millisecond))
 	}
+	deadline := time.Now().Add(limit)
+	if err := f.SetWriteDeadline(deadline); err != nil {
+		p.drop(f)
+		return p.ioErr("write", err)
+	}
+	stop := context.AfterFunc(ctx, func() { f.SetWriteDeadline(time.Unix(1, 0)) })
+	_, err = f.Write(b)
+	stop()
+	if err == nil {
+		return nil
+	}
+	p.drop(f)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if ctx.Err() != nil {
+			return fmt.Errorf("serial %s: write: %w", p.cfg.Path, ctx.Err())
+		}
+		return fmt.Errorf("serial %s: write: %w after %s", p.cfg.Path, hardware.ErrTimeout, limit)
+	}
+	return p.ioErr("write", err)
 }
 
 // Read reads what arrives within timeout: at least one byte, or ErrTimeout.
 func (p *Port) Read(ctx context.Context, buf []byte, timeout time.Duration) (int, error) {
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("serial %s: read: %w", p.cfg.Path, err)
 	}
+	timeout = max(timeout, 0)
 	if dl, ok := ctx.Deadline(); ok {
 		if left := time.Until(dl); left < timeout {
 			timeout = max(left, time.Millisecond)
 		}
 	}
-	port, err := p.get()
+	f, err := p.get()
 	if err != nil {
 		return 0, err
 	}
-	if err := port.SetReadTimeout(timeout); err != nil {
-		p.drop()
+	if err := f.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		p.drop(f)
 		return 0, p.ioErr("read", err)
 	}
-	n, err := port.Read(buf)
-	if err != nil {
-		p.drop()
-		return n, p.ioErr("read", err)
-	}
-	if n == 0 {
+	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Unix(1, 0)) })
+	n, err := f.Read(buf)
+	stop()
+	switch {
+	case n > 0:
+		return n, nil
+	case err == nil:
+		// A zero-byte read on a non-blocking raw tty is a hang-up.
+		err = io.EOF
+	case errors.Is(err, os.ErrDeadlineExceeded):
 		if ctx.Err() != nil {
-			return 0, ctx.Err()
+			return 0, fmt.Errorf("serial %s: read: %w", p.cfg.Path, ctx.Err())
 		}
 		return 0, fmt.Errorf("serial %s: read: %w after %s", p.cfg.Path, hardware.ErrTimeout, timeout)
 	}
-	return n, nil
+	p.drop(f)
+	return 0, p.ioErr("read", err)
 }
 
 // ReadUntil reads until done says the bytes so far are complete, within
@@ -304,12 +337,18 @@ func (p *Port) ReadUntil(ctx context.Context, timeout time.Duration, max int, do
 
 // Discard drops whatever input is pending (stale answers, noise).
 func (p *Port) Discard() error {
-	port, err := p.get()
+	f, err := p.get()
 	if err != nil {
 		return err
 	}
+	p.mu.Lock()
+	port := p.port
+	p.mu.Unlock()
+	if port == nil {
+		return fmt.Errorf("serial %s: flush: %w: port closed", p.cfg.Path, hardware.ErrDisconnected)
+	}
 	if err := port.ResetInputBuffer(); err != nil {
-		p.drop()
+		p.drop(f)
 		return p.ioErr("flush", err)
 	}
 	return nil
@@ -320,27 +359,35 @@ func (p *Port) ioErr(op string, err error) error {
 	if errors.As(err, &pe) && pe.Code() == bug.PortClosed {
 		return fmt.Errorf("serial %s: %s: %w: port closed or unplugged", p.cfg.Path, op, hardware.ErrDisconnected)
 	}
+	if errors.Is(err, os.ErrClosed) {
+		return fmt.Errorf("serial %s: %s: %w: port closed", p.cfg.Path, op, hardware.ErrDisconnected)
+	}
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("serial %s: %s: %w: hang-up (unplugged)", p.cfg.Path, op, hardware.ErrDisconnected)
+	}
 	if errors.Is(err, syscall.EIO) || errors.Is(err, syscall.ENODEV) || errors.Is(err, syscall.ENXIO) || errors.Is(err, syscall.EBADF) {
 		return fmt.Errorf("serial %s: %s: %w: %w", p.cfg.Path, op, hardware.ErrDisconnected, err)
 	}
 	return fmt.Errorf("serial %s: %s: %w", p.cfg.Path, op, err)
 }
 
-// Close closes the port for good.
+// Close closes the port for good. It unblocks a Read or Write in progress
+// and is safe to call twice.
 func (p *Port) Close() error {
 	p.mu.Lock()
 	p.closed = true
-	port, lock := p.port, p.lock
-	p.port, p.lock = nil, nil
+	port, f := p.port, p.file
+	p.port, p.file = nil, nil
 	p.mu.Unlock()
 	var errs []error
+	if f != nil {
+		// First: this interrupts a blocked Read or Write.
+		f.Close()
+	}
 	if port != nil {
 		if err := port.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("serial %s: close: %w", p.cfg.Path, err))
 		}
-	}
-	if lock != nil {
-		lock.Close()
 	}
 	return errors.Join(errs...)
 }

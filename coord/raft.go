@@ -1,0 +1,407 @@
+package coord
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"edge/coord/store"
+	"edge/coord/transport"
+	"edge/daemon/api"
+	"edge/internal/pki"
+)
+
+// Serf tags for raft.
+const (
+	TagRaftPort  = "raft_port"
+	TagRaftState = "raft" // "1" once the node is part of a raft cluster
+)
+
+// RaftConfig configures this node's part in the site's raft group.
+type RaftConfig struct {
+	NodeName      string
+	Site          string
+	BindAddr      string
+	AdvertiseAddr netip.Addr
+	Port          int
+	Creds         *pki.Credentials
+	// BootstrapExpect is how many edged nodes must be seen before the first
+	// voters bootstrap the cluster (like Consul's bootstrap_expect).
+	BootstrapExpect int
+	// DeadAfter is how long a failed server stays in the raft configuration
+	// before it is removed (and, if a voter, replaced).
+	DeadAfter time.Duration
+	// Interval of the bootstrap and membership loops.
+	Interval time.Duration
+	Store    store.Config
+	Logger   *slog.Logger
+}
+
+// DefaultRaftConfig returns the defaults.
+func DefaultRaftConfig() RaftConfig {
+	return RaftConfig{BootstrapExpect: 3, DeadAfter: 30 * time.Second, Interval: 500 * time.Millisecond, Store: store.DefaultConfig()}
+}
+
+// Validate checks the config.
+func (c RaftConfig) Validate() error {
+	var errs []error
+	if c.NodeName == "" || !c.AdvertiseAddr.IsValid() {
+		errs = append(errs, errors.New("raft: node name and advertise address are required"))
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		errs = append(errs, fmt.Errorf("raft: port %d out of range", c.Port))
+	}
+	if c.Creds == nil {
+		errs = append(errs, errors.New("raft: TLS credentials are required"))
+	} else if c.Creds.Node() != c.NodeName {
+		errs = append(errs, fmt.Errorf("raft: tls_cert is issued for node %q, this node is %q", c.Creds.Node(), c.NodeName))
+	}
+	if c.BootstrapExpect < 1 {
+		errs = append(errs, errors.New("raft: bootstrap_expect must be at least 1"))
+	}
+	if c.DeadAfter <= 0 || c.Interval <= 0 {
+		errs = append(errs, errors.New("raft: timings must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Raft is this node's member of the site's raft group: the transport, the
+// store, bootstrap, the leader's membership management and the RPC that
+// forwards commands to the leader.
+type Raft struct {
+	cfg     RaftConfig
+	log     *slog.Logger
+	members *Membership
+	mux     *transport.Mux
+	store   *store.Store
+	rpc     *http.Server
+
+	mu       sync.Mutex
+	addrName map[string]string // raft address -> node name, from serf
+	downFrom map[string]time.Time
+}
+
+// NewRaft opens the transport and the store. Nothing is bootstrapped until
+// Run.
+func NewRaft(cfg RaftConfig, members *Membership) (*Raft, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Raft{cfg: cfg, log: log, members: members, addrName: map[string]string{}, downFrom: map[string]time.Time{}}
+	tc := transport.DefaultConfig()
+	tc.Logger = log.With("component", "transport")
+	tc.NameOf = r.nameOf
+	bind := cfg.BindAddr
+	if bind == "" {
+		bind = "0.0.0.0"
+	}
+	adv := &net.TCPAddr{IP: cfg.AdvertiseAddr.AsSlice(), Port: cfg.Port}
+	mux, err := tc.Listen(net.JoinHostPort(bind, strconv.Itoa(cfg.Port)), cfg.Creds, adv)
+	if err != nil {
+		return nil, fmt.Errorf("raft: %w", err)
+	}
+	sc := cfg.Store
+	sc.NodeName = cfg.NodeName
+	sc.Logger = log
+	st, err := store.Open(sc, mux.Raft())
+	if err != nil {
+		mux.Close()
+		return nil, err
+	}
+	r.mux, r.store = mux, st
+	mux2 := http.NewServeMux()
+	mux2.HandleFunc("POST /rpc/v1/apply", r.handleApply)
+	r.rpc = &http.Server{Handler: http.MaxBytesHandler(mux2, 4<<20), ReadHeaderTimeout: 5 * time.Second}
+	return r, nil
+}
+
+// Store is the local replica.
+func (r *Raft) Store() *store.Store { return r.store }
+
+// Addr is this node's raft address.
+func (r *Raft) Addr() string { return netip.AddrPortFrom(r.cfg.AdvertiseAddr, uint16(r.cfg.Port)).String() }
+
+func (r *Raft) nameOf(addr string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n, ok := r.addrName[addr]
+	return n, ok
+}
+
+// Run serves RPC, bootstraps when the site is new, and on the leader keeps
+// the raft membership in step with the site, until ctx is done.
+func (r *Raft) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() {
+		if err := r.rpc.Serve(r.mux.RPC()); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("raft rpc: %w", err)
+		}
+	}()
+	_ = r.members.SetTag(TagRaftPort, strconv.Itoa(r.cfg.Port))
+	t := time.NewTicker(r.cfg.Interval)
+	defer t.Stop()
+	for {
+		r.step()
+		select {
+		case <-ctx.Done():
+			return r.close()
+		case err := <-errc:
+			r.close()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Raft) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var errs []error
+	errs = append(errs, r.store.Close())
+	if err := r.rpc.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, r.mux.Close())
+	return errors.Join(errs...)
+}
+
+// peers lists the edged members that run raft.
+func (r *Raft) peers() []store.Peer {
+	mems, _ := r.members.Members()
+	now := time.Now()
+	var out []store.Peer
+	names := map[string]string{}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range mems {
+		if m.Tags[api.TagRole] != api.RoleEdged || m.Tags[TagRaftPort] == "" {
+			continue
+		}
+		host, _, err := net.SplitHostPort(m.Addr)
+		if err != nil {
+			continue
+		}
+		addr := net.JoinHostPort(host, m.Tags[TagRaftPort])
+		names[addr] = m.Name
+		p := store.Peer{Name: m.Name, Addr: addr, Alive: m.Status == api.StatusAlive || m.Status == api.StatusSuspect, Left: m.Status == api.StatusLeft}
+		if p.Alive {
+			delete(r.downFrom, m.Name)
+		} else {
+			since, ok := r.downFrom[m.Name]
+			if !ok {
+				since = m.Since
+				if since.IsZero() {
+					since = now
+				}
+				r.downFrom[m.Name] = since
+			}
+			p.Down = now.Sub(since)
+		}
+		out = append(out, p)
+	}
+	names[r.Addr()] = r.cfg.NodeName
+	r.addrName = names
+	return out
+}
+
+func (r *Raft) step() {
+	peers := r.peers()
+	if r.store.HasState() {
+		_ = r.members.SetTag(TagRaftState, "1")
+	}
+	if r.store.IsLeader() {
+		r.manage(peers)
+		return
+	}
+	if r.store.HasState() {
+		return
+	}
+	r.maybeBootstrap(peers)
+}
+
+// maybeBootstrap creates the cluster once BootstrapExpect edged nodes are
+// alive and none of them is already in a cluster. Every node computes the
+// same first voters (the lowest names), so they bootstrap the same
+// configuration; the others wait to be added by the leader.
+func (r *Raft) maybeBootstrap(peers []store.Peer) {
+	mems, _ := r.members.Members()
+	for _, m := range mems {
+		if m.Tags[TagRaftState] == "1" && m.Status == api.StatusAlive {
+			return // a cluster exists: its leader adds us
+		}
+	}
+	var alive []store.Peer
+	for _, p := range peers {
+		if p.Alive {
+			alive = append(alive, p)
+		}
+	}
+	if len(alive) < r.cfg.BootstrapExpect {
+		return
+	}
+	slices.SortFunc(alive, func(a, b store.Peer) int {
+		switch {
+		case a.Name < b.Name:
+			return -1
+		case a.Name > b.Name:
+			return 1
+		}
+		return 0
+	})
+	first := alive[:r.cfg.BootstrapExpect]
+	if !slices.ContainsFunc(first, func(p store.Peer) bool { return p.Name == r.cfg.NodeName }) {
+		return
+	}
+	var servers []raft.Server
+	for _, p := range first {
+		servers = append(servers, raft.Server{ID: raft.ServerID(p.Name), Address: raft.ServerAddress(p.Addr), Suffrage: raft.Voter})
+	}
+	r.log.Info("bootstrapping the site's raft cluster", "voters", len(servers))
+	if err := r.store.Bootstrap(servers); err != nil {
+		r.log.Warn("bootstrap failed", "err", err)
+	}
+}
+
+// manage applies PlanMembership on the leader.
+func (r *Raft) manage(peers []store.Peer) {
+	f := r.store.Raft().GetConfiguration()
+	if err := f.Error(); err != nil {
+		return
+	}
+	for _, a := range store.PlanMembership(f.Configuration(), peers, r.cfg.NodeName, r.cfg.DeadAfter) {
+		var err error
+		rf := r.store.Raft()
+		switch a.Op {
+		case store.ActAddNonvoter:
+			err = rf.AddNonvoter(raft.ServerID(a.ID), raft.ServerAddress(a.Addr), 0, 5*time.Second).Error()
+		case store.ActPromote:
+			err = rf.AddVoter(raft.ServerID(a.ID), raft.ServerAddress(a.Addr), 0, 5*time.Second).Error()
+		case store.ActDemote:
+			err = rf.DemoteVoter(raft.ServerID(a.ID), 0, 5*time.Second).Error()
+		case store.ActRemove:
+			err = rf.RemoveServer(raft.ServerID(a.ID), 0, 5*time.Second).Error()
+		}
+		if err != nil {
+			r.log.Warn("raft membership change failed", "op", a.Op, "server", a.ID, "err", err)
+			return
+		}
+		r.log.Info("raft membership changed", "op", a.Op, "server", a.ID)
+	}
+}
+
+// Apply commits cmd: on the leader directly, elsewhere through the leader's
+// RPC. Without a reachable leader it fails with store.ErrNoQuorum.
+func (r *Raft) Apply(ctx context.Context, cmd store.Command) (store.Result, error) {
+	if cmd.Time.IsZero() {
+		cmd.Time = time.Now().UTC()
+	}
+	if r.store.IsLeader() {
+		return r.store.Apply(cmd)
+	}
+	addr, _ := r.store.Leader()
+	if addr == "" {
+		return store.Result{}, store.ErrNoQuorum
+	}
+	body, err := json.Marshal(cmd)
+	if err != nil {
+		return store.Result{}, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/rpc/v1/apply", bytes.NewReader(body))
+	if err != nil {
+		return store.Result{}, err
+	}
+	resp, err := r.mux.RPCClient().Do(req)
+	if err != nil {
+		return store.Result{}, fmt.Errorf("%w (leader %s: %v)", store.ErrNoQuorum, addr, err)
+	}
+	defer resp.Body.Close()
+	var out rpcAnswer
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil {
+		return store.Result{}, fmt.Errorf("raft rpc: leader %s: %w", addr, err)
+	}
+	if out.Error != "" {
+		if out.NoQuorum {
+			return out.Result, fmt.Errorf("%w (%s)", store.ErrNoQuorum, out.Error)
+		}
+		return out.Result, errors.New(out.Error)
+	}
+	return out.Result, nil
+}
+
+type rpcAnswer struct {
+	Result   store.Result `json:"result"`
+	Error    string       `json:"error,omitempty"`
+	NoQuorum bool         `json:"no_quorum,omitempty"`
+}
+
+func (r *Raft) handleApply(w http.ResponseWriter, req *http.Request) {
+	var cmd store.Command
+	if err := json.NewDecoder(io.LimitReader(req.Body, 4<<20)).Decode(&cmd); err != nil {
+		http.Error(w, "bad command", http.StatusBadRequest)
+		return
+	}
+	// A node reports only for itself.
+	if cmd.Op == store.OpNode && req.TLS != nil && pki.PeerNode(*req.TLS) != cmd.Node {
+		http.Error(w, "a node may only report its own progress", http.StatusForbidden)
+		return
+	}
+	var ans rpcAnswer
+	if !r.store.IsLeader() {
+		ans.Error, ans.NoQuorum = "not the leader", true
+	} else {
+		res, err := r.store.Apply(cmd)
+		ans.Result = res
+		if err != nil {
+			ans.Error = err.Error()
+			ans.NoQuorum = errors.Is(err, store.ErrNoQuorum)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(ans)
+}
+
+// Status is the raft section of `edgectl status`.
+func (r *Raft) Status() api.Raft {
+	st := api.Raft{Role: "none"}
+	addr, id := r.store.Leader()
+	st.Leader = id
+	_ = addr
+	rf := r.store.Raft()
+	switch rf.State() {
+	case raft.Leader:
+		st.Role = "leader"
+	case raft.Follower:
+		st.Role = "follower"
+	case raft.Candidate:
+		st.Role = "candidate"
+	}
+	if f := rf.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if s.Suffrage == raft.Voter {
+				st.Voters = append(st.Voters, string(s.ID))
+			} else if string(s.ID) == r.cfg.NodeName && st.Role == "follower" {
+				st.Role = "nonvoter"
+			}
+		}
+	}
+	slices.Sort(st.Voters)
+	st.Quorum = st.Leader != ""
+	return st
+}
