@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -39,6 +40,15 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(w, "gossip\t%s (key id %s)\n", st.Node.Addr, st.Node.KeyID)
 	if !st.Node.Started.IsZero() {
 		fmt.Fprintf(w, "uptime\t%s\n", time.Since(st.Node.Started).Round(time.Second))
+	}
+	if r := st.Raft; r != nil {
+		leader := r.Leader
+		if leader == "" {
+			leader = "none (no quorum: the site config cannot change from here)"
+		}
+		fmt.Fprintf(w, "raft\tleader %s, this node %s, voters %s\n", leader, r.Role, strings.Join(r.Voters, ","))
+	} else {
+		fmt.Fprintf(w, "raft\toff (no TLS credentials: see edgectl tls)\n")
 	}
 	fmt.Fprintf(w, "members\t%d alive, %d suspect, %d failed, %d left\n",
 		counts[api.StatusAlive], counts[api.StatusSuspect], counts[api.StatusFailed], counts[api.StatusLeft])

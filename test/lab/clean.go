@@ -145,6 +145,9 @@ func clean(dir, prefix string, log *slog.Logger) error {
 				errs = append(errs, os.RemoveAll(filepath.Join(dir, node)))
 			}
 		}
+		// The site CA the lab made (a lab without a state file made it
+		// under the same name).
+		errs = append(errs, os.RemoveAll(filepath.Join(dir, tlsDirName)))
 		tmps, _ := filepath.Glob(filepath.Join(dir, "*.tmp-*"))
 		for _, f := range append(tmps, filepath.Join(dir, keyFile), filepath.Join(dir, stateFile), filepath.Join(dir, lockFile)) {
 			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {

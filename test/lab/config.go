@@ -62,6 +62,8 @@ type Config struct {
 	Subnet netip.Prefix
 	// ReadyTimeout bounds the wait for READY=1 from a node; default 20s.
 	ReadyTimeout time.Duration
+	// NoTLS leaves site credentials out: raft stays off on every node.
+	NoTLS bool
 	// Logger receives the lab's progress; nil discards.
 	Logger *slog.Logger
 }
@@ -177,6 +179,9 @@ type NodeSpec struct {
 	// NoWait starts the process without waiting for READY=1: for commands that
 	// never send it and for nodes expected to fail (see Lab.Wait).
 	NoWait bool
+	// NoTLS gives the node no site credentials (raft stays off on it). A
+	// node of another site never gets this site's credentials.
+	NoTLS bool
 }
 
 func (s NodeSpec) validate() error {

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"edge/internal/pki"
 )
 
 // Errors checked with errors.Is.
@@ -42,6 +44,9 @@ const setupLimit = 8
 
 // killWait bounds the wait for a SIGKILLed process to be gone.
 const killWait = 5 * time.Second
+
+// tlsDirName is the lab's site CA folder inside its directory.
+const tlsDirName = "tls"
 
 // keySize is the gossip key length (AES-256, as serf agent -encrypt takes).
 const keySize = 32
@@ -145,18 +150,19 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 		readyTimeout: cfg.ReadyTimeout,
 		children:     make(map[string]*child),
 		st: state{
-			Version:      stateVersion,
-			Prefix:       cfg.Prefix,
-			Dir:          dir,
-			Bridge:       cfg.Prefix + "-br",
-			Site:         cfg.Site,
-			Subnet:       cfg.Subnet.String(),
-			GossipPort:   cfg.GossipPort,
-			Edged:        edged,
-			LogLevel:     cfg.LogLevel,
-			KeyFile:      filepath.Join(dir, keyFile),
-			ReadyTimeout: cfg.ReadyTimeout.String(),
-			Env:          cfg.Env,
+			Version:         stateVersion,
+			Prefix:          cfg.Prefix,
+			Dir:             dir,
+			Bridge:          cfg.Prefix + "-br",
+			Site:            cfg.Site,
+			Subnet:          cfg.Subnet.String(),
+			GossipPort:      cfg.GossipPort,
+			Edged:           edged,
+			LogLevel:        cfg.LogLevel,
+			KeyFile:         filepath.Join(dir, keyFile),
+			ReadyTimeout:    cfg.ReadyTimeout.String(),
+			BootstrapExpect: min(3, max(cfg.Nodes, 1)),
+			Env:             cfg.Env,
 		},
 	}
 	for i := 1; i <= cfg.Nodes; i++ {
@@ -181,6 +187,16 @@ func (l *Lab) build(ctx context.Context, cfg Config) error {
 	if err := writeFileAtomic(st.KeyFile, []byte(l.key+"\n"), 0o600); err != nil {
 		return fmt.Errorf("lab: key file: %w", err)
 	}
+	if !cfg.NoTLS {
+		tlsDir := filepath.Join(st.Dir, tlsDirName)
+		if _, err := pki.CreateCA(tlsDir, st.Site, 0); err != nil {
+			return fmt.Errorf("lab: site CA: %w", err)
+		}
+		if err := l.update(func(s *state) error { s.TLSDir = tlsDir; return nil }); err != nil {
+			return err
+		}
+		st.TLSDir = tlsDir
+	}
 	if err := makeBridge(ctx, st.Bridge); err != nil {
 		return err
 	}
@@ -188,7 +204,7 @@ func (l *Lab) build(ctx context.Context, cfg Config) error {
 	g.SetLimit(setupLimit)
 	for _, n := range st.Nodes {
 		g.Go(func() error {
-			c := nodeConf{site: st.Site, keyFile: st.KeyFile, seeds: cfg.Seeds, extra: cfg.Extra}
+			c := nodeConf{site: st.Site, keyFile: st.KeyFile, seeds: cfg.Seeds, extra: cfg.Extra, tlsDir: st.TLSDir, bootstrapExpect: st.BootstrapExpect}
 			if err := l.writeNodeConfig(n, c); err != nil {
 				return err
 			}
@@ -740,9 +756,12 @@ func (l *Lab) AddNode(ctx context.Context, spec NodeSpec) (Node, error) {
 }
 
 func (l *Lab) addNode(ctx context.Context, spec NodeSpec, st state, n nodeState, key string) (Node, error) {
-	c := nodeConf{site: st.Site, keyFile: st.KeyFile, seeds: spec.Seeds, extra: spec.Extra}
+	c := nodeConf{site: st.Site, keyFile: st.KeyFile, seeds: spec.Seeds, extra: spec.Extra, tlsDir: st.TLSDir, bootstrapExpect: st.BootstrapExpect}
 	if spec.Site != "" {
 		c.site = spec.Site
+	}
+	if spec.NoTLS || c.site != st.Site {
+		c.tlsDir = ""
 	}
 	if key != l.key {
 		c.keyFile = filepath.Join(n.Dir, keyFile)

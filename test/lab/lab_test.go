@@ -174,6 +174,10 @@ key_file: DIR/site.key
 data_dir: DIR/node1/data
 socket: DIR/node1/edged.sock
 log_level: debug
+tls_ca: DIR/node1/tls/ca.crt
+tls_cert: DIR/node1/tls/node1.crt
+tls_key: DIR/node1/tls/node1.key
+bootstrap_expect: 3
 seeds:
   - "192.0.2.11:7946"
 fake_marker: 1

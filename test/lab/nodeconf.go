@@ -1,12 +1,17 @@
 package lab
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"edge/internal/pki"
 )
 
 // nodeConf is what a node config holds besides what its nodeState fixes.
@@ -15,6 +20,9 @@ type nodeConf struct {
 	keyFile string
 	seeds   []string
 	extra   []string
+	// tlsDir is the site CA folder; "" for no credentials.
+	tlsDir          string
+	bootstrapExpect int
 }
 
 // writeNodeConfig makes the node directory, its data directory and its
@@ -22,6 +30,12 @@ type nodeConf struct {
 func (l *Lab) writeNodeConfig(n nodeState, c nodeConf) error {
 	if err := os.MkdirAll(filepath.Join(n.Dir, "data"), 0o700); err != nil {
 		return fmt.Errorf("lab: node %s: %w", n.Name, err)
+	}
+	if c.tlsDir != "" {
+		ip := net.ParseIP(n.Addr)
+		if _, err := pki.CreateNodeCert(c.tlsDir, filepath.Join(n.Dir, "tls"), n.Name, []net.IP{ip}, 0); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("lab: node %s: credentials: %w", n.Name, err)
+		}
 	}
 	if err := writeFileAtomic(n.Config, nodeYAML(n, c, l.gossipPort(), l.logLevel()), 0o644); err != nil {
 		return fmt.Errorf("lab: node %s: config: %w", n.Name, err)
@@ -54,6 +68,13 @@ func nodeYAML(n nodeState, c nodeConf, gossipPort int, logLevel string) []byte {
 	kv("socket", yamlString(n.Socket))
 	if logLevel != "" {
 		kv("log_level", yamlString(logLevel))
+	}
+	if c.tlsDir != "" {
+		dir := filepath.Join(n.Dir, "tls")
+		kv("tls_ca", yamlString(filepath.Join(dir, "ca.crt")))
+		kv("tls_cert", yamlString(filepath.Join(dir, n.Name+".crt")))
+		kv("tls_key", yamlString(filepath.Join(dir, n.Name+".key")))
+		kv("bootstrap_expect", strconv.Itoa(max(c.bootstrapExpect, 1)))
 	}
 	if len(c.seeds) > 0 {
 		b.WriteString("seeds:\n")

@@ -20,21 +20,25 @@ const (
 // state is what lab.json holds: enough for another process to operate on the
 // lab and to tear it down.
 type state struct {
-	Version      int         `json:"version"`
-	Prefix       string      `json:"prefix"`
-	Dir          string      `json:"dir"`
-	Bridge       string      `json:"bridge"` // bridge namespace
-	Site         string      `json:"site"`
-	Subnet       string      `json:"subnet"`
-	GossipPort   int         `json:"gossip_port"`
-	Edged        string      `json:"edged,omitempty"`
-	LogLevel     string      `json:"log_level,omitempty"`
-	KeyFile      string      `json:"key_file"`
-	ReadyTimeout string      `json:"ready_timeout"`
-	Env          []string    `json:"env,omitempty"`
-	Nodes        []nodeState `json:"nodes"`
-	Partition    [][]string  `json:"partition,omitempty"`
-	Loss         int         `json:"loss,omitempty"`
+	Version    int    `json:"version"`
+	Prefix     string `json:"prefix"`
+	Dir        string `json:"dir"`
+	Bridge     string `json:"bridge"` // bridge namespace
+	Site       string `json:"site"`
+	Subnet     string `json:"subnet"`
+	GossipPort int    `json:"gossip_port"`
+	Edged      string `json:"edged,omitempty"`
+	LogLevel   string `json:"log_level,omitempty"`
+	KeyFile    string `json:"key_file"`
+	// TLSDir holds the site CA when the lab made credentials.
+	TLSDir string `json:"tls_dir,omitempty"`
+	// BootstrapExpect is written into every node config with credentials.
+	BootstrapExpect int         `json:"bootstrap_expect,omitempty"`
+	ReadyTimeout    string      `json:"ready_timeout"`
+	Env             []string    `json:"env,omitempty"`
+	Nodes           []nodeState `json:"nodes"`
+	Partition       [][]string  `json:"partition,omitempty"`
+	Loss            int         `json:"loss,omitempty"`
 }
 
 // nodeState is one node. Entries are written before the node's namespace is
