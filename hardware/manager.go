@@ -170,6 +170,18 @@ func (m *Manager) Changed() <-chan struct{} {
 	return m.changed
 }
 
+// CheckSettings validates settings for the named device with its driver,
+// without touching the hardware.
+func (m *Manager) CheckSettings(device string, settings Settings) (Settings, error) {
+	m.mu.Lock()
+	d, ok := m.devs[device]
+	m.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("no device %q on this node", device)
+	}
+	return d.sup.Check(settings)
+}
+
 // Wait blocks until the change index is past index or ctx is done, and
 // returns the current index.
 func (m *Manager) Wait(ctx context.Context, index uint64) uint64 {

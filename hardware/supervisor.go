@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,6 +42,11 @@ type Status struct {
 	Failures    int
 	BreakerOpen bool
 	Actual      Settings
+	// Version counts desired-state changes; Verified is the version last
+	// applied and verified in full, Failed the version whose last attempt
+	// failed (0: none). A caller that changed the desired state waits for
+	// Verified (or Failed) to reach the new Version.
+	Version, Verified, Failed uint64
 }
 
 // SupervisorConfig tunes one device's supervisor.
@@ -87,9 +93,12 @@ type Supervisor struct {
 	reg  *Registry
 	log  *slog.Logger
 	wake chan struct{}
+	// stepVer is the desired version the current step works on.
+	stepVer atomic.Uint64
 
 	mu      sync.Mutex
 	dev     Config
+	dev2    Device // the open device, for Check
 	status  Status
 	applied bool // the current desired settings were applied and verified once
 	changed chan struct{}
@@ -136,6 +145,24 @@ func (s *Supervisor) Changed() <-chan struct{} {
 	return s.changed
 }
 
+// Check validates settings with the open device's Checker, without
+// touching the hardware. Drivers' Check must be safe to call from another
+// goroutine (it reads only the profile).
+func (s *Supervisor) Check(settings Settings) (Settings, error) {
+	s.mu.Lock()
+	dev := s.dev2
+	s.mu.Unlock()
+	if dev == nil {
+		st := s.Status()
+		return nil, fmt.Errorf("device %s: not open (%s): cannot check values", st.Name, st.State)
+	}
+	c, ok := dev.(Checker)
+	if !ok {
+		return settings, nil
+	}
+	return c.Check(settings)
+}
+
 // SetDesired replaces the desired settings (and on_drift); the supervisor
 // reconciles at once.
 func (s *Supervisor) SetDesired(settings Settings, onDrift string) {
@@ -143,6 +170,7 @@ func (s *Supervisor) SetDesired(settings Settings, onDrift string) {
 	s.dev.Settings = settings.Clone()
 	s.dev.OnDrift = onDrift
 	s.applied = false
+	s.status.Version++
 	s.mu.Unlock()
 	s.Poke()
 }
@@ -197,13 +225,18 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				// under the same name.
 				_ = dev.Close()
 				dev = nil
+				s.mu.Lock()
+				s.dev2 = nil
+				s.mu.Unlock()
 			}
+			failedVer := s.stepVer.Load()
 			s.update(func(st *Status) {
 				st.State = classify(err)
 				st.LastError = err.Error()
 				st.Failures = failures
 				st.BreakerOpen = open
 				st.InSync = false
+				st.Failed = failedVer
 			})
 			if failures == 1 || open && failures == s.cfg.BreakerAfter {
 				s.log.Warn("device failing", "state", classify(err), "err", err, "retry_in", wait.Round(time.Millisecond), "breaker_open", open)
@@ -234,7 +267,9 @@ func (s *Supervisor) step(ctx context.Context, devp *Device) error {
 	cfg := s.dev
 	cfg.Settings = s.dev.Settings.Clone()
 	applied := s.applied
+	ver := s.status.Version
 	s.mu.Unlock()
+	s.stepVer.Store(ver)
 
 	if *devp == nil {
 		octx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
@@ -244,6 +279,9 @@ func (s *Supervisor) step(ctx context.Context, devp *Device) error {
 			return err
 		}
 		*devp = dev
+		s.mu.Lock()
+		s.dev2 = dev
+		s.mu.Unlock()
 		s.log.Info("device opened", "driver", cfg.Driver)
 	}
 	dev := *devp
@@ -323,7 +361,11 @@ func (s *Supervisor) setResult(desired, actual Settings, diff []string, err erro
 		drift = append(drift, Drift{Setting: n, Desired: Format(desired[n]), Actual: Format(actual[n])})
 	}
 	now := time.Now()
+	ver := s.stepVer.Load()
 	s.update(func(st *Status) {
+		if len(diff) == 0 && err == nil {
+			st.Verified = ver
+		}
 		st.Drift = drift
 		st.InSync = len(diff) == 0
 		st.Actual = actual.Clone()

@@ -41,8 +41,11 @@ type Command struct {
 	Phase    string `json:"phase,omitempty"`
 	State    string `json:"state,omitempty"`
 	Reason   string `json:"reason,omitempty"`
-	// Advance: nodes whose phase is set to Phase with the transition.
+	// Advance: nodes whose phase is set to Phase with the transition; From,
+	// when set, is the state the change must still be in (a stale leader's
+	// decision is refused).
 	Nodes     []string  `json:"nodes,omitempty"`
+	From      string    `json:"from,omitempty"`
 	ConfirmBy time.Time `json:"confirm_by,omitzero"`
 	// Locks.
 	Lock   string `json:"lock,omitempty"`
@@ -147,6 +150,9 @@ func apply(st *State, cmd *Command, index uint64) Result {
 		c := st.Change(cmd.ChangeID)
 		if c == nil || Final(c.State) {
 			return Result{Err: fmt.Sprintf("%v: change %s is not in progress", ErrBadCommand, cmd.ChangeID)}
+		}
+		if cmd.From != "" && cmd.From != c.State {
+			return Result{Err: fmt.Sprintf("%v: change %s is %s, not %s", ErrConflict, c.ID, c.State, cmd.From)}
 		}
 		for _, n := range cmd.Nodes {
 			if p, ok := c.Nodes[n]; ok {

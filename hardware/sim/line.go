@@ -1,12 +1,12 @@
 package sim
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -57,7 +57,7 @@ type lineServer struct {
 	received chan string
 	plugged  chan struct{}
 
-	writeMu sync.Mutex
+	rate lineRate
 }
 
 func newLineServer(path, ends, ignore string) (*lineServer, error) {
@@ -84,6 +84,16 @@ func (s *lineServer) SetFaults(f LineFaults) {
 	f.URCs = slices.Clone(f.URCs)
 	s.faults = f
 }
+
+// SetBaud makes the simulator keep the pace of a serial line at baud (10
+// bits a character), which a pty does not: a command is taken once its last
+// byte would have arrived, and answers go out at that rate. 0, the default,
+// turns pacing off. It can be changed at any time.
+func (s *lineServer) SetBaud(baud int) { s.rate.setBaud(baud) }
+
+// Bytes returns the bytes received from and sent to the driver so far
+// (line ends and ignored bytes included).
+func (s *lineServer) Bytes() (received, sent int64) { return s.rate.bytes() }
 
 // Faults returns the injected faults.
 func (s *lineServer) Faults() LineFaults {
@@ -167,7 +177,7 @@ func (s *lineServer) Inject(line string) error {
 	if m == nil {
 		return errors.New("sim: unplugged")
 	}
-	return s.write(m, s.unsolicited(line))
+	return s.write(context.Background(), m, s.unsolicited(line))
 }
 
 func (s *lineServer) master() *os.File {
@@ -179,17 +189,10 @@ func (s *lineServer) master() *os.File {
 	return s.pty.Master()
 }
 
-// write sends bytes, bounded in time: a driver that stopped reading must
-// not wedge the simulator.
-func (s *lineServer) write(m *os.File, b []byte) error {
-	if len(b) == 0 {
-		return nil
-	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	m.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, err := m.Write(b)
-	return err
+// write sends bytes at the line rate, bounded in time: a driver that
+// stopped reading must not wedge the simulator.
+func (s *lineServer) write(ctx context.Context, m *os.File, b []byte) error {
+	return s.rate.write(ctx, m, b)
 }
 
 // run serves the port until ctx ends or Close, across unplug and replug.
@@ -208,7 +211,11 @@ func (s *lineServer) run(ctx context.Context) error {
 	})
 	defer stop()
 	buf := make([]byte, 1024)
-	var pending []byte
+	var (
+		pending []byte
+		rx      rxClock
+		due     []time.Time // when each byte of buf[:n] has arrived
+	)
 	for {
 		m := s.master()
 		if ctx.Err() != nil {
@@ -230,19 +237,21 @@ func (s *lineServer) run(ctx context.Context) error {
 			continue
 		}
 		n, err := m.Read(buf)
-		for _, c := range buf[:n] {
-			if bytes.IndexByte([]byte(s.ignore), c) < 0 {
+		due = due[:0]
+		rx.arrived(&s.rate, time.Now(), n, func(_ int, t time.Time) { due = append(due, t) })
+		for i, c := range buf[:n] {
+			switch {
+			case strings.IndexByte(s.ignore, c) >= 0:
+			case strings.IndexByte(s.ends, c) >= 0:
+				cmd := string(pending)
+				pending = pending[:0]
+				if !waitUntil(ctx, due[i]) {
+					return nil
+				}
+				s.serve(ctx, m, cmd)
+			default:
 				pending = append(pending, c)
 			}
-		}
-		for {
-			i := bytes.IndexAny(pending, s.ends)
-			if i < 0 {
-				break
-			}
-			cmd := string(pending[:i])
-			pending = pending[i+1:]
-			s.serve(ctx, m, cmd)
 		}
 		if len(pending) > 4096 {
 			pending = nil // a real device's input buffer overflows too
@@ -285,5 +294,5 @@ func (s *lineServer) serve(ctx context.Context, m *os.File, cmd string) {
 		case <-t.C:
 		}
 	}
-	s.write(m, out) // an unplugged port loses the answer, as a real one does
+	s.write(ctx, m, out) // an unplugged port loses the answer, as a real one does
 }

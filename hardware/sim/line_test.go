@@ -313,3 +313,34 @@ func TestLineSimSetErrors(t *testing.T) {
 		t.Error("Get of an unknown name")
 	}
 }
+
+func TestSCPIBaud(t *testing.T) {
+	s, err := sim.NewSCPI(filepath.Join(t.TempDir(), "ttySG"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, s)
+	w := dial(t, s.Path())
+	const send, want = "*IDN?\n", "ACME Instruments,SG-6000,SIM000001,2.1.0\n"
+	for _, baud := range []int{0, 9600} {
+		s.SetBaud(baud)
+		in0, out0 := s.Bytes()
+		start := time.Now()
+		if got := w.ask(send, "\n"); got != want {
+			t.Fatalf("baud %d: %q -> %q, want %q", baud, send, got, want)
+		}
+		took := time.Since(start)
+		in, out := s.Bytes()
+		if in-in0 != int64(len(send)) || out-out0 != int64(len(want)) {
+			t.Errorf("baud %d: counted %d in, %d out; want %d, %d", baud, in-in0, out-out0, len(send), len(want))
+		}
+		if baud == 0 {
+			continue
+		}
+		// 47 characters of 10 bits at 9600 baud: 49ms on the wire.
+		floor := time.Duration(len(send)+len(want)) * 10 * time.Second / time.Duration(baud)
+		if took < floor || took > floor+time.Second {
+			t.Errorf("baud %d: answer after %s, want the wire time %s (and not much more)", baud, took, floor)
+		}
+	}
+}

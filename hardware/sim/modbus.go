@@ -73,6 +73,8 @@ type Modbus struct {
 	requests []ModbusRequest
 	logged   chan struct{} // closed (and replaced) when a request is logged
 	closed   bool
+
+	rate lineRate
 }
 
 // ModbusGap is how long the simulator waits for the rest of a frame, and
@@ -188,6 +190,17 @@ func (m *Modbus) SetException(code byte) {
 	m.exc = code
 }
 
+// SetBaud makes the unit keep the pace of a serial line at baud (10 bits a
+// character), which a pty does not: a request is taken once its last byte
+// would have arrived (and the silence that ends an unsized frame counts
+// from then), and answers go out at that rate. 0, the default, turns
+// pacing off. It can be changed at any time.
+func (m *Modbus) SetBaud(baud int) { m.rate.setBaud(baud) }
+
+// Bytes returns the bytes received from and sent to the master so far
+// (frames to other units and broken ones included).
+func (m *Modbus) Bytes() (received, sent int64) { return m.rate.bytes() }
+
 // SetLatency delays every answer by d.
 func (m *Modbus) SetLatency(d time.Duration) {
 	m.mu.Lock()
@@ -301,11 +314,21 @@ func (m *Modbus) Run(ctx context.Context) error {
 func (m *Modbus) serve(ctx context.Context, f *os.File) error {
 	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Now()) })
 	defer stop()
-	var buf []byte
+	var (
+		buf []byte
+		due []time.Time // when each byte of buf has arrived
+		rx  rxClock
+	)
 	tmp := make([]byte, 512)
 	for {
 		if len(buf) > 0 {
-			f.SetReadDeadline(time.Now().Add(ModbusGap))
+			// Silence counts from the last byte's arrival, which pacing
+			// may put in the future.
+			from := time.Now()
+			if last := due[len(due)-1]; last.After(from) {
+				from = last
+			}
+			f.SetReadDeadline(from.Add(ModbusGap))
 		} else {
 			f.SetReadDeadline(time.Time{})
 		}
@@ -314,16 +337,20 @@ func (m *Modbus) serve(ctx context.Context, f *os.File) error {
 		}
 		n, err := f.Read(tmp)
 		buf = append(buf, tmp[:n]...)
+		rx.arrived(&m.rate, time.Now(), n, func(_ int, t time.Time) { due = append(due, t) })
 		for len(buf) > 0 {
 			need := requestLen(buf)
 			if need <= 0 || len(buf) < need {
 				break
 			}
+			if !waitUntil(ctx, due[need-1]) {
+				return nil
+			}
 			m.handle(ctx, f, buf[:need])
-			buf = buf[need:]
+			buf, due = buf[need:], due[need:]
 		}
 		if len(buf) > 256 {
-			buf = nil // noise; resynchronise on the next silence
+			buf, due = nil, nil // noise; resynchronise on the next silence
 		}
 		if err != nil {
 			if !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -336,7 +363,7 @@ func (m *Modbus) serve(ctx context.Context, f *os.File) error {
 			// know, so we could not size it) or a broken one.
 			if len(buf) > 0 {
 				m.handle(ctx, f, buf)
-				buf = nil
+				buf, due = nil, nil
 			}
 		}
 	}
@@ -419,7 +446,7 @@ func (m *Modbus) handle(ctx context.Context, f *os.File, frame []byte) {
 			return
 		}
 	}
-	f.Write(out)
+	m.rate.write(ctx, f, out) // an unplugged port loses the answer
 }
 
 // execute carries out a request addressed to this unit or broadcast, and

@@ -402,3 +402,23 @@ func TestModbusWithMbpoll(t *testing.T) {
 		t.Errorf("busy: %v %q", err, stderr)
 	}
 }
+
+func TestModbusBaud(t *testing.T) {
+	m := startModbus(t)
+	c := openMaster(t, m.Path())
+	m.SetBaud(9600)
+	req, want := withCRC(1, 3, 0, 0x10, 0, 1), withCRC(1, 3, 2, 0x15, 0x18)
+	start := time.Now()
+	if got := c.ask(req); !bytes.Equal(got, want) {
+		t.Fatalf("answer % x, want % x", got, want)
+	}
+	took := time.Since(start)
+	// 15 characters of 10 bits at 9600 baud.
+	floor := time.Duration(len(req)+len(want)) * 10 * time.Second / 9600
+	if took < floor || took > floor+time.Second {
+		t.Errorf("answer after %s, want the wire time %s (and not much more)", took, floor)
+	}
+	if in, out := m.Bytes(); in != int64(len(req)) || out != int64(len(want)) {
+		t.Errorf("counted %d in, %d out; want %d, %d", in, out, len(req), len(want))
+	}
+}
