@@ -88,6 +88,7 @@ type Raft struct {
 	mux     *transport.Mux
 	store   *store.Store
 	rpc     *http.Server
+	rpcMux  *http.ServeMux
 
 	mu       sync.Mutex
 	addrName map[string]string // raft address -> node name, from serf
@@ -128,15 +129,55 @@ func NewRaft(cfg RaftConfig, members *Membership) (*Raft, error) {
 	r.mux, r.store = mux, st
 	mux2 := http.NewServeMux()
 	mux2.HandleFunc("POST /rpc/v1/apply", r.handleApply)
+	r.rpcMux = mux2
 	r.rpc = &http.Server{Handler: http.MaxBytesHandler(mux2, 4<<20), ReadHeaderTimeout: 5 * time.Second}
 	return r, nil
+}
+
+// HandleRPC adds a node-to-node RPC endpoint (before Run). Requests come
+// over mutual TLS; pki.PeerNode(*req.TLS) names the caller.
+func (r *Raft) HandleRPC(pattern string, h http.HandlerFunc) { r.rpcMux.HandleFunc(pattern, h) }
+
+// Call POSTs body to path on the named node and decodes the JSON answer.
+func (r *Raft) Call(ctx context.Context, node, path string, body, out any) error {
+	r.mu.Lock()
+	var addr string
+	for a, n := range r.addrName {
+		if n == node {
+			addr = a
+		}
+	}
+	r.mu.Unlock()
+	if addr == "" {
+		return fmt.Errorf("node %s: no raft address known", node)
+	}
+	data, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+path, bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	resp, err := r.mux.RPCClient().Do(req)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", node, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("node %s: %s: %s", node, resp.Status, bytes.TrimSpace(b))
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(out)
 }
 
 // Store is the local replica.
 func (r *Raft) Store() *store.Store { return r.store }
 
 // Addr is this node's raft address.
-func (r *Raft) Addr() string { return netip.AddrPortFrom(r.cfg.AdvertiseAddr, uint16(r.cfg.Port)).String() }
+func (r *Raft) Addr() string {
+	return netip.AddrPortFrom(r.cfg.AdvertiseAddr, uint16(r.cfg.Port)).String()
+}
 
 func (r *Raft) nameOf(addr string) (string, bool) {
 	r.mu.Lock()
@@ -340,7 +381,7 @@ func (r *Raft) Apply(ctx context.Context, cmd store.Command) (store.Result, erro
 		if out.NoQuorum {
 			return out.Result, fmt.Errorf("%w (%s)", store.ErrNoQuorum, out.Error)
 		}
-		return out.Result, errors.New(out.Error)
+		return out.Result, store.ResultError(out.Error)
 	}
 	return out.Result, nil
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"edge/coord"
+	"edge/coord/change"
 	"edge/daemon/api"
 	"edge/discovery"
 	"edge/hardware"
@@ -50,6 +51,7 @@ type Daemon struct {
 	creds      *pki.Credentials
 	raftCfg    *coord.RaftConfig
 	raft       *coord.Raft
+	agent      *change.Agent
 
 	mu sync.Mutex // guards cfg on reload
 }
@@ -229,6 +231,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return err
 		}
 		d.raft = r
+		d.rpcHandlers()
+		d.agent = change.NewAgent(change.AgentConfig{Node: d.cfg.Node, Base: d.cfg.Devices, Logger: d.log.With("part", "agent")},
+			r.Store(), r, d.hw, change.NewJournal(filepath.Join(d.cfg.DataDir, "journal.json")))
 	}
 	if err := d.api.listen(d.cfg.Socket); err != nil {
 		_ = d.member.Run(canceled()) // leave nothing behind
@@ -256,6 +261,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.hw.Run(gctx, d.cfg.Devices) })
 	if d.raft != nil {
 		g.Go(func() error { return d.raft.Run(gctx) })
+		g.Go(func() error { return d.agent.Run(gctx) })
+		ctl := change.NewController(change.DefaultControllerConfig(), d.raft.Store(), d.raft, d.raft.Store())
+		g.Go(func() error { return ctl.Run(gctx) })
 	}
 	if err := d.notify.Ready(); err != nil {
 		d.log.Warn("sd_notify READY failed", "err", err)
@@ -338,7 +346,10 @@ func (d *Daemon) Reload() error {
 		d.log.Error("reload refused; running config kept", "err", err)
 		return err
 	}
-	if err := d.hw.Update(next.Devices); err != nil {
+	if d.agent != nil {
+		// The agent lays the site config over the new inventory.
+		d.agent.SetBase(next.Devices)
+	} else if err := d.hw.Update(next.Devices); err != nil {
 		d.log.Error("reload: devices", "err", err)
 		return err
 	}
@@ -371,6 +382,7 @@ func (d *Daemon) Status() api.Status {
 		Members: mems,
 		Devices: d.Devices(),
 		Raft:    d.raftStatus(),
+		Config:  d.configStatus(),
 		Index:   idx,
 	}
 }

@@ -45,6 +45,9 @@ func newServer(st state, log *slog.Logger) *server {
 	mux.HandleFunc("GET "+api.PathStatus, s.status)
 	mux.HandleFunc("GET "+api.PathMembers, s.members)
 	mux.HandleFunc("GET "+api.PathDevices, s.devices)
+	if sh, ok := st.(interface{ siteHandlers(*http.ServeMux) }); ok {
+		sh.siteHandlers(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

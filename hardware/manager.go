@@ -182,6 +182,18 @@ func (m *Manager) CheckSettings(device string, settings Settings) (Settings, err
 	return d.sup.Check(settings)
 }
 
+// Plan shows the native operations changes would perform on the named
+// device.
+func (m *Manager) Plan(device string, changes Settings) ([]string, error) {
+	m.mu.Lock()
+	d, ok := m.devs[device]
+	m.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("no device %q on this node", device)
+	}
+	return d.sup.Plan(changes)
+}
+
 // Wait blocks until the change index is past index or ctx is done, and
 // returns the current index.
 func (m *Manager) Wait(ctx context.Context, index uint64) uint64 {

@@ -163,6 +163,27 @@ func (s *Supervisor) Check(settings Settings) (Settings, error) {
 	return c.Check(settings)
 }
 
+// Plan shows the native operations changes would perform, with the open
+// device's Planner (which, like Check, must be safe from another goroutine).
+func (s *Supervisor) Plan(changes Settings) ([]string, error) {
+	s.mu.Lock()
+	dev := s.dev2
+	s.mu.Unlock()
+	if dev == nil {
+		st := s.Status()
+		return nil, fmt.Errorf("device %s: not open (%s): cannot plan", st.Name, st.State)
+	}
+	p, ok := dev.(Planner)
+	if !ok {
+		var out []string
+		for _, n := range changes.Names() {
+			out = append(out, fmt.Sprintf("%s: set %s = %s", s.Status().Name, n, Format(changes[n])))
+		}
+		return out, nil
+	}
+	return p.Plan(changes)
+}
+
 // SetDesired replaces the desired settings (and on_drift); the supervisor
 // reconciles at once.
 func (s *Supervisor) SetDesired(settings Settings, onDrift string) {

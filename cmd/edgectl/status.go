@@ -50,6 +50,16 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	} else {
 		fmt.Fprintf(w, "raft\toff (no TLS credentials: see edgectl tls)\n")
 	}
+	if c := st.Config; c != nil {
+		line := fmt.Sprintf("generation %d", c.Generation)
+		if c.PendingChange != "" {
+			line += fmt.Sprintf(", change %s %s", c.PendingChange, c.State)
+		}
+		if c.Applied != c.Generation {
+			line += fmt.Sprintf(", this node at generation %d", c.Applied)
+		}
+		fmt.Fprintf(w, "config\t%s\n", line)
+	}
 	fmt.Fprintf(w, "members\t%d alive, %d suspect, %d failed, %d left\n",
 		counts[api.StatusAlive], counts[api.StatusSuspect], counts[api.StatusFailed], counts[api.StatusLeft])
 	if err := w.Flush(); err != nil {

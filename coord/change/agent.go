@@ -57,7 +57,8 @@ type Agent struct {
 	hw      Hardware
 	journal *Journal
 
-	cur      *Entry          // what the hardware is being driven to
+	baseCh   chan []hardware.Config
+	cur      *Entry            // what the hardware is being driven to
 	want     map[string]uint64 // device -> version that must verify
 	reported map[string]string // change id -> last phase reported
 	docs     map[uint64]map[string]hardware.Settings
@@ -75,12 +76,19 @@ func NewAgent(cfg AgentConfig, replica Replica, apply Applier, hw Hardware, jour
 	if cfg.Grace <= 0 {
 		cfg.Grace = 2 * time.Second
 	}
-	return &Agent{cfg: cfg, log: log, replica: replica, apply: apply, hw: hw, journal: journal,
+	return &Agent{cfg: cfg, log: log, replica: replica, apply: apply, hw: hw, journal: journal, baseCh: make(chan []hardware.Config, 1),
 		reported: map[string]string{}, docs: map[uint64]map[string]hardware.Settings{}}
 }
 
-// SetBase replaces the node's own inventory (after a reload).
-func (a *Agent) SetBase(base []hardware.Config) { a.cfg.Base = base }
+// SetBase replaces the node's own inventory (after a reload); the agent
+// drives the devices again with the site config laid over it.
+func (a *Agent) SetBase(base []hardware.Config) {
+	select {
+	case <-a.baseCh:
+	default:
+	}
+	a.baseCh <- base
+}
 
 // Run drives the node until ctx is done. It first restores the journal: a
 // node that crashed mid-change finishes or restores it from there, before
@@ -101,6 +109,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case base := <-a.baseCh:
+			a.cfg.Base = base
+			if a.cur != nil {
+				e := *a.cur
+				a.cur = nil
+				a.drive(&e)
+			}
 		case <-stCh:
 		case <-hwCh:
 		case <-t.C:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -75,6 +76,18 @@ type Propose struct {
 	Policy  Policy   `json:"policy"`
 	Targets []string `json:"targets"`
 	Missing []string `json:"missing,omitempty"`
+}
+
+// ResultError turns a refused command's message back into an error that
+// wraps its sentinel (ErrConflict, ErrLockFull, ErrBadCommand), also after
+// the message crossed the RPC to a follower.
+func ResultError(msg string) error {
+	for _, s := range []error{ErrConflict, ErrLockFull, ErrBadCommand} {
+		if rest, ok := strings.CutPrefix(msg, s.Error()); ok {
+			return fmt.Errorf("%w%s", s, rest)
+		}
+	}
+	return errors.New(msg)
 }
 
 // Result is what applying a command returns to its proposer.

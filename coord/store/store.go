@@ -181,7 +181,7 @@ func (s *Store) Apply(cmd Command) (Result, error) {
 	}
 	res, _ := f.Response().(Result)
 	if res.Err != "" {
-		return res, errors.New(res.Err)
+		return res, ResultError(res.Err)
 	}
 	return res, nil
 }

@@ -111,6 +111,7 @@ type Status struct {
 	Members []Member `json:"members"`
 	Devices []Device `json:"devices"`
 	Raft    *Raft    `json:"raft,omitempty"`
+	Config  *Config  `json:"config,omitempty"`
 	// Index grows on every membership change; pass it back as ?index= to
 	// wait for the next change.
 	Index uint64 `json:"index"`

@@ -3,6 +3,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -94,12 +95,98 @@ func (c *Client) WaitMembers(ctx context.Context, index uint64, wait time.Durati
 	return m, err
 }
 
+// Apply proposes a site config change.
+func (c *Client) Apply(ctx context.Context, req api.ApplyRequest) (api.ApplyResult, error) {
+	var out api.ApplyResult
+	err := c.do(ctx, http.MethodPost, api.PathApply, nil, req, &out)
+	return out, err
+}
+
+// Diff shows what a site document would change, per node, with the
+// native commands.
+func (c *Client) Diff(ctx context.Context, req api.ApplyRequest) (api.Diff, error) {
+	var out api.Diff
+	err := c.do(ctx, http.MethodPost, api.PathDiff, nil, req, &out)
+	return out, err
+}
+
+// Changes lists the changes, newest first.
+func (c *Client) Changes(ctx context.Context) (api.Changes, error) {
+	var out api.Changes
+	err := c.get(ctx, api.PathChanges, nil, &out)
+	return out, err
+}
+
+// Change returns one change; with wait > 0 it first waits for the
+// replicated state to pass index.
+func (c *Client) Change(ctx context.Context, id string, index uint64, wait time.Duration) (api.Change, uint64, error) {
+	var out api.Changes
+	var q url.Values
+	if wait > 0 {
+		q = url.Values{"index": {strconv.FormatUint(index, 10)}, "wait": {wait.String()}}
+	}
+	if err := c.get(ctx, api.PathChanges+"/"+url.PathEscape(id), q, &out); err != nil {
+		return api.Change{}, 0, err
+	}
+	if len(out.Changes) != 1 {
+		return api.Change{}, 0, fmt.Errorf("change %s: unexpected answer", id)
+	}
+	return out.Changes[0], out.Index, nil
+}
+
+// Confirm confirms the applied change (id "" for the one in progress).
+func (c *Client) Confirm(ctx context.Context, id string) (uint64, error) {
+	var out map[string]uint64
+	err := c.do(ctx, http.MethodPost, api.PathConfirm, nil, api.ConfirmRequest{ChangeID: id}, &out)
+	return out["generation"], err
+}
+
+// Rollback rolls the change in progress back, or returns the site to an
+// earlier generation.
+func (c *Client) Rollback(ctx context.Context, req api.RollbackRequest) (api.ApplyResult, error) {
+	var out api.ApplyResult
+	err := c.do(ctx, http.MethodPost, api.PathRollback, nil, req, &out)
+	return out, err
+}
+
+// History lists the generations, newest first.
+func (c *Client) History(ctx context.Context) (api.History, error) {
+	var out api.History
+	err := c.get(ctx, api.PathHistory, nil, &out)
+	return out, err
+}
+
+// Lock takes a slot of a site-wide lock, waiting up to req.Wait.
+func (c *Client) Lock(ctx context.Context, req api.LockRequest) (api.LockResult, error) {
+	var out api.LockResult
+	err := c.do(ctx, http.MethodPost, api.PathLock, nil, req, &out)
+	return out, err
+}
+
+// Unlock releases a slot.
+func (c *Client) Unlock(ctx context.Context, req api.LockRequest) error {
+	var out map[string]bool
+	return c.do(ctx, http.MethodDelete, api.PathLock, nil, req, &out)
+}
+
 func (c *Client) get(ctx context.Context, path string, q url.Values, out any) error {
+	return c.do(ctx, http.MethodGet, path, q, nil, out)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body, out any) error {
 	u := "http://edged" + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return err
 	}
@@ -115,18 +202,18 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, out any) er
 		return fmt.Errorf("%w at %s: %w (is edged running? try --socket)", ErrUnreachable, c.socket(), err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return fmt.Errorf("read answer of %s: %w", path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e api.Error
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		if json.Unmarshal(answer, &e) == nil && e.Error != "" {
 			return fmt.Errorf("edged: %s", e.Error)
 		}
 		return fmt.Errorf("edged: %s", resp.Status)
 	}
-	if err := json.Unmarshal(body, out); err != nil {
+	if err := json.Unmarshal(answer, out); err != nil {
 		return fmt.Errorf("decode answer of %s: %w", path, err)
 	}
 	return nil
