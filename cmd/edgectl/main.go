@@ -42,6 +42,7 @@ var commands = []command{
 	{"rollback", "roll back the change in progress, or return to a generation: rollback [--to GEN]", runRollback},
 	{"changes", "list changes, or show one with its progress per node: changes [ID] [-w]", runChanges},
 	{"history", "list the site config generations", runHistory},
+	{"lock", "run a command under a site-wide lock: lock NAME [--limit N] -- CMD ...", runLock},
 	{"keygen", "print a new gossip key (base64, 32 bytes)", runKeygen},
 	{"tls", "make the site CA and node certificates for mutual TLS", runTLS},
 	{"version", "print the version", runVersion},
@@ -88,6 +89,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 0
 		case errors.Is(err, flag.ErrHelp):
 			return 0
+		case errors.As(err, new(exitError)):
+			var ee exitError
+			errors.As(err, &ee)
+			return ee.code
 		case errors.Is(err, errUsage):
 			fmt.Fprintf(stderr, "edgectl %s: %v\n", name, err)
 			return 2
