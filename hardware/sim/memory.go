@@ -99,13 +99,31 @@ func NewMemory(name, model string) (*Memory, error) {
 }
 
 // OpenMemory is the `sim` driver's opener: options.model picks the model
-// (default radio).
+// (default radio); options.reject_apply: "true" makes the device refuse
+// every apply (while values still pass Check), to rehearse a failing
+// device; options.latency (a duration) slows every operation.
 func OpenMemory(_ context.Context, cfg hardware.Config, _ *slog.Logger) (hardware.Device, error) {
 	model := cfg.Options["model"]
 	if model == "" {
 		model = "radio"
 	}
-	return NewMemory(cfg.Name, model)
+	m, err := NewMemory(cfg.Name, model)
+	if err != nil {
+		return nil, err
+	}
+	var f Faults
+	if cfg.Options["reject_apply"] == "true" {
+		f.Reject = "simulated refusal (options.reject_apply)"
+	}
+	if l := cfg.Options["latency"]; l != "" {
+		d, err := time.ParseDuration(l)
+		if err != nil {
+			return nil, fmt.Errorf("sim %s: options.latency: %w", cfg.Name, err)
+		}
+		f.Latency = d
+	}
+	m.SetFaults(f)
+	return m, nil
 }
 
 var (
