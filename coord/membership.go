@@ -123,6 +123,40 @@ type Membership struct {
 	changed  chan struct{}
 	conflict string // address that won our name, once serf gave it up
 	leaving  bool
+	notify   func(Event)
+}
+
+// Event is a membership change or a user event, for the node's event feed.
+type Event struct {
+	// Kind is "member" or "user".
+	Kind string
+	// Type is member-join, member-leave, member-failed, member-update, or
+	// the user event's name.
+	Type    string
+	Member  string
+	Addr    string
+	Payload []byte
+}
+
+// OnEvent sets the function that receives membership and user events; set it
+// before Start. It is called from the event loop: it must not block.
+func (m *Membership) OnEvent(fn func(Event)) {
+	m.mu.Lock()
+	m.notify = fn
+	m.mu.Unlock()
+}
+
+// UserEvent broadcasts a small notification to every member (serf user
+// event). Never used for configuration: only for the event feed.
+func (m *Membership) UserEvent(name string, payload []byte) error {
+	s := m.agent()
+	if s == nil {
+		return errors.New("membership: not started")
+	}
+	if err := s.UserEvent(name, payload, false); err != nil {
+		return fmt.Errorf("membership: user event %s: %w", name, err)
+	}
+	return nil
 }
 
 // NewMembership prepares a serf agent; nothing listens until Start.
@@ -267,9 +301,21 @@ func (m *Membership) nameConflict(other string) {
 }
 
 func (m *Membership) handle(e serf.Event) {
+	m.mu.Lock()
+	notify := m.notify
+	m.mu.Unlock()
+	if ue, ok := e.(serf.UserEvent); ok && notify != nil {
+		notify(Event{Kind: "user", Type: ue.Name, Payload: ue.Payload})
+		return
+	}
 	me, ok := e.(serf.MemberEvent)
 	if !ok {
 		return
+	}
+	if notify != nil && me.Type != serf.EventMemberReap {
+		for _, mem := range me.Members {
+			notify(Event{Kind: "member", Type: me.Type.String(), Member: mem.Name, Addr: net.JoinHostPort(mem.Addr.String(), strconv.Itoa(int(mem.Port)))})
+		}
 	}
 	now := time.Now()
 	m.mu.Lock()

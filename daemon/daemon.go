@@ -52,6 +52,7 @@ type Daemon struct {
 	raftCfg    *coord.RaftConfig
 	raft       *coord.Raft
 	agent      *change.Agent
+	events     *eventLog
 
 	mu sync.Mutex // guards cfg on reload
 }
@@ -110,7 +111,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	if fi, err := os.Stat(cfg.KeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		log.Warn("key_file is readable by others; chmod 600 it", "key_file", cfg.KeyFile, "mode", fi.Mode().Perm().String())
 	}
-	d := &Daemon{cfg: cfg, log: log, level: opts.Level, notify: n, key: key, started: time.Now()}
+	d := &Daemon{cfg: cfg, log: log, level: opts.Level, notify: n, key: key, started: time.Now(), events: newEventLog()}
 
 	adv, err := advertiseAddr(cfg)
 	if err != nil {
@@ -140,6 +141,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	if d.member, err = coord.NewMembership(mc); err != nil {
 		return nil, err
 	}
+	d.member.OnEvent(d.memberEvent)
 
 	jc := coord.DefaultJoinerConfig()
 	if opts.Joiner != nil {
@@ -259,9 +261,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return d.notify.Run(gctx) })
 	g.Go(func() error { return d.hw.Run(gctx, d.cfg.Devices) })
+	g.Go(func() error { return d.watchDevices(gctx) })
 	if d.raft != nil {
 		g.Go(func() error { return d.raft.Run(gctx) })
 		g.Go(func() error { return d.agent.Run(gctx) })
+		g.Go(func() error { return d.watchChanges(gctx) })
 		ctl := change.NewController(change.DefaultControllerConfig(), d.raft.Store(), d.raft, d.raft.Store())
 		g.Go(func() error { return ctl.Run(gctx) })
 	}

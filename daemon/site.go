@@ -32,6 +32,7 @@ func (d *Daemon) siteHandlers(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+api.PathHistory, d.handleHistory)
 	mux.HandleFunc("POST "+api.PathLock, d.handleLock)
 	mux.HandleFunc("DELETE "+api.PathLock, d.handleUnlock)
+	mux.HandleFunc("GET "+api.PathEvents, d.handleEvents)
 }
 
 // rpcHandlers adds the node-to-node endpoints.

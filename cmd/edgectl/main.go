@@ -42,6 +42,7 @@ var commands = []command{
 	{"rollback", "roll back the change in progress, or return to a generation: rollback [--to GEN]", runRollback},
 	{"changes", "list changes, or show one with its progress per node: changes [ID] [-w]", runChanges},
 	{"history", "list the site config generations", runHistory},
+	{"events", "stream the site's events: members, changes, devices (--no-follow, --json)", runEvents},
 	{"lock", "run a command under a site-wide lock: lock NAME [--limit N] -- CMD ...", runLock},
 	{"keygen", "print a new gossip key (base64, 32 bytes)", runKeygen},
 	{"tls", "make the site CA and node certificates for mutual TLS", runTLS},

@@ -156,6 +156,47 @@ func (c *Client) History(ctx context.Context) (api.History, error) {
 	return out, err
 }
 
+// Events streams the site's event feed after seq to fn until ctx ends, fn
+// fails, or (follow false) the feed is drained.
+func (c *Client) Events(ctx context.Context, after uint64, follow bool, fn func(api.Event) error) error {
+	q := url.Values{"after": {strconv.FormatUint(after, 10)}, "follow": {strconv.FormatBool(follow)}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://edged"+api.PathEvents+"?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http().Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		var op *net.OpError
+		if errors.As(err, &op) {
+			err = op.Err
+		}
+		return fmt.Errorf("%w at %s: %w (is edged running? try --socket)", ErrUnreachable, c.socket(), err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("edged: %s", resp.Status)
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var e api.Event
+		if err := dec.Decode(&e); err != nil {
+			if errors.Is(err, io.EOF) || ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return errors.New("events: edged closed the stream (stopped or restarted)")
+			}
+			return fmt.Errorf("events: %w", err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+}
+
 // Lock takes a slot of a site-wide lock, waiting up to req.Wait.
 func (c *Client) Lock(ctx context.Context, req api.LockRequest) (api.LockResult, error) {
 	var out api.LockResult
