@@ -269,6 +269,7 @@ func (r *Raft) step() {
 	}
 	if r.store.IsLeader() {
 		r.manage(peers)
+		r.releaseLocks(peers)
 		return
 	}
 	if r.store.HasState() {
@@ -344,6 +345,32 @@ func (r *Raft) manage(peers []store.Peer) {
 			return
 		}
 		r.log.Info("raft membership changed", "op", a.Op, "server", a.ID)
+	}
+}
+
+// releaseLocks frees the lock slots held through nodes that failed or left:
+// a lock must not stay taken by a holder that can no longer release it.
+func (r *Raft) releaseLocks(peers []store.Peer) {
+	st := r.store.State()
+	if len(st.Locks) == 0 {
+		return
+	}
+	gone := map[string]bool{}
+	for _, p := range peers {
+		if p.Left || (!p.Alive && p.Down > 5*time.Second) {
+			gone[p.Name] = true
+		}
+	}
+	done := map[string]bool{}
+	for _, l := range st.Locks {
+		for _, h := range l.Holders {
+			if gone[h.Node] && !done[h.Node] {
+				done[h.Node] = true
+				if _, err := r.store.Apply(store.Command{Op: store.OpUnlockNode, Node: h.Node, Time: time.Now().UTC()}); err == nil {
+					r.log.Warn("released the locks held through a node that is gone", "node", h.Node)
+				}
+			}
+		}
 	}
 }
 

@@ -22,6 +22,7 @@ type settings struct {
 	soak        time.Duration // BENCH_SOAK, default 5m; 0 skips the soak
 	idle        time.Duration // BENCH_IDLE, the CPU window, default 20s
 	discoverCap time.Duration // BENCH_DISCOVER_CAP, default 150s
+	hold        time.Duration // BENCH_PARTITION_HOLD, default 35s; 0 skips the held partition
 }
 
 func loadSettings() (settings, error) {
@@ -31,6 +32,7 @@ func loadSettings() (settings, error) {
 		soak:        5 * time.Minute,
 		idle:        20 * time.Second,
 		discoverCap: 150 * time.Second,
+		hold:        35 * time.Second,
 	}
 	if v := os.Getenv("BENCH_N"); v != "" {
 		s.sizes = nil
@@ -57,7 +59,7 @@ func loadSettings() (settings, error) {
 	for _, d := range []struct {
 		env string
 		p   *time.Duration
-	}{{"BENCH_SOAK", &s.soak}, {"BENCH_IDLE", &s.idle}, {"BENCH_DISCOVER_CAP", &s.discoverCap}} {
+	}{{"BENCH_SOAK", &s.soak}, {"BENCH_IDLE", &s.idle}, {"BENCH_DISCOVER_CAP", &s.discoverCap}, {"BENCH_PARTITION_HOLD", &s.hold}} {
 		if v := os.Getenv(d.env); v != "" {
 			t, err := time.ParseDuration(v)
 			if err != nil || t < 0 {
@@ -189,11 +191,12 @@ func BenchmarkSite(b *testing.B) {
 		Versions: map[string]string{},
 		Machine:  machineInfo(),
 		Settings: map[string]string{
-			"sizes":        fmt.Sprint(s.sizes),
-			"systems":      strings.Join(s.systems, ","),
-			"soak":         s.soak.String(),
-			"idle_window":  s.idle.String(),
-			"discover_cap": s.discoverCap.String(),
+			"sizes":          fmt.Sprint(s.sizes),
+			"systems":        strings.Join(s.systems, ","),
+			"soak":           s.soak.String(),
+			"idle_window":    s.idle.String(),
+			"discover_cap":   s.discoverCap.String(),
+			"partition_hold": s.hold.String(),
 		},
 	}
 	rep.Commit, rep.Dirty = gitCommit()
@@ -221,7 +224,8 @@ func BenchmarkSite(b *testing.B) {
 					rep.Notes = append(rep.Notes, sys+": skipped, no serf agent (make deps installs it)")
 					b.Skip("no serf agent: run make deps")
 				}
-				r := measure(b, e, sys, n, sys == sysEdged && n == soakN && s.soak > 0, &rep)
+				largest := n == s.sizes[len(s.sizes)-1]
+				r := measure(b, e, sys, n, largest && s.hold > 0, sys == sysEdged && n == soakN && s.soak > 0, &rep)
 				reportMetrics(b, r)
 				rep.Runs = append(rep.Runs, r)
 			})
@@ -252,7 +256,7 @@ func BenchmarkSite(b *testing.B) {
 func reportMetrics(b *testing.B, r run) {
 	units := map[string]string{
 		mFull: "full_s", mFail: "fail_s", mLeave: "leave_s", mPartition: "partition_s",
-		mRemerge: "remerge_s", mRSS: "rss_MB", mCPU: "cpu_pct", mSoakFP: "false_failures", mLossFail: "fail_loss_s",
+		mRemerge: "remerge_s", mRemergeHeld: "remerge_held_s", mRSS: "rss_MB", mCPU: "cpu_pct", mSoakFP: "false_failures", mLossFail: "fail_loss_s",
 	}
 	b.ReportMetric(0, "ns/op") // one iteration of a whole scenario: meaningless
 	for k, f := range r.Metrics {

@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"edge/daemon/api"
 	"edge/daemon/client"
 	"edge/test/lab"
@@ -90,7 +88,7 @@ func (s *site) argv() []string {
 }
 
 func (s *site) node1() string {
-	return lab.Config{}.NodeAddr(1).String()
+	return (lab.Config{}).NodeAddr(1).String()
 }
 
 // newSite builds the lab and its n nodes, each blocked in the wrapper until
@@ -132,16 +130,16 @@ func newSite(b *testing.B, e *env, sys string, n int) *site {
 	for i := 1; i <= n; i++ {
 		s.names = append(s.names, fmt.Sprintf("node%d", i))
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(6)
-	for _, name := range s.names {
-		g.Go(func() error {
-			_, err := l.AddNode(gctx, lab.NodeSpec{Name: name, Argv: s.argv(), NoWait: true})
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		b.Fatalf("add nodes: %v", err)
+	// One at a time, so that node i gets address i (AddNode takes the next
+	// free one). Each starts its wrapper, which waits at the gate.
+	for i, name := range s.names {
+		node, err := l.AddNode(ctx, lab.NodeSpec{Name: name, Argv: s.argv(), NoWait: true})
+		if err != nil {
+			b.Fatalf("add %s: %v", name, err)
+		}
+		if want := (lab.Config{}).NodeAddr(i + 1); node.Addr != want {
+			b.Fatalf("add %s: address %s, want %s", name, node.Addr, want)
+		}
 	}
 	if s.tail, err = newTailer(); err != nil {
 		b.Fatal(err)
@@ -183,6 +181,9 @@ func (s *site) teardown() {
 	if s.tail != nil {
 		s.tail.close()
 	}
+	if dst := os.Getenv("BENCH_KEEP_LOGS"); dst != "" {
+		s.keepLogs(filepath.Join(dst, fmt.Sprintf("%s-n%d", s.sys, s.n)))
+	}
 	if err := s.lab.Down(); err != nil {
 		s.b.Errorf("lab down: %v", err)
 	}
@@ -190,6 +191,22 @@ func (s *site) teardown() {
 		s.gate.Close()
 	}
 	os.RemoveAll(s.dir)
+}
+
+// keepLogs copies every node's log and event file to dir, for a look after
+// the run (BENCH_KEEP_LOGS=DIR).
+func (s *site) keepLogs(dir string) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		s.b.Logf("keep logs: %v", err)
+		return
+	}
+	for _, node := range s.lab.Nodes() {
+		for src, name := range map[string]string{node.Log: node.Name + ".log", filepath.Join(node.Dir, "events"): node.Name + ".events"} {
+			if b, err := os.ReadFile(src); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, name), b, 0o644)
+			}
+		}
+	}
 }
 
 // release lets k waiting wrappers exec their command.
@@ -337,41 +354,63 @@ func except(names []string, drop string) []string {
 	return out
 }
 
-// measure runs every phase on a fresh lab and tears it down.
-func measure(b *testing.B, e *env, sys string, n int, soak bool, rep *report) run {
-	s := newSite(b, e, sys, n)
+// measure runs every phase on a fresh lab and tears it down. held adds a
+// second partition, held past memberlist's gossip to the dead, and soak the
+// loss soak (edged).
+func measure(b *testing.B, e *env, sys string, n int, held, soak bool, rep *report) run {
+	began := time.Now()
 	r := run{System: sys, N: n, Metrics: map[string]figure{}}
+	r.Load[0] = loadAvg()
+	s := newSite(b, e, sys, n)
 	s.logf("lab up, %d nodes waiting at the gate", n)
 
-	s.coldStart(&r, rep)
-	s.idle(&r)
-	ready := s.killPhase(&r)
-	if ready {
-		ready = s.leavePhase(&r)
-	} else {
-		r.Metrics[mLeave] = figure{Status: statusSkipped, Note: "the killed node did not rejoin"}
-	}
-	if ready {
-		ready = s.partitionPhase(&r)
-	} else {
-		r.Metrics[mPartition] = figure{Status: statusSkipped, Note: "the site was not whole again"}
-		r.Metrics[mRemerge] = figure{Status: statusSkipped, Note: "the site was not whole again"}
-	}
-	if soak {
-		if ready {
-			s.soakPhase(&r)
-		} else {
-			r.Metrics[mSoakFP] = figure{Status: statusSkipped, Note: "the site was not whole again"}
+	ready := s.coldStart(&r, rep)
+	skip := func(why string, keys ...string) {
+		for _, k := range keys {
+			if _, done := r.Metrics[k]; !done {
+				r.Metrics[k] = figure{Status: statusSkipped, Note: why}
+			}
 		}
 	}
+	later := []string{mRSS, mCPU, mFail, mLeave, mPartition, mRemerge}
+	if held {
+		later = append(later, mRemergeHeld)
+	}
+	if soak {
+		later = append(later, mSoakFP, mLossFail)
+	}
+	phases := []func(*run) bool{
+		func(r *run) bool { s.idle(r); return true },
+		s.killPhase,
+		s.leavePhase,
+		func(r *run) bool { return s.partitionPhase(r, 0) },
+	}
+	if held {
+		phases = append(phases, func(r *run) bool { return s.partitionPhase(r, e.hold) })
+	}
+	if soak {
+		phases = append(phases, func(r *run) bool { s.soakPhase(r); return true })
+	}
+	for _, p := range phases {
+		if !ready {
+			break
+		}
+		ready = p(&r)
+	}
+	if !ready {
+		skip("the site was not whole before this phase", later...)
+	}
 	for k, f := range r.Metrics {
-		if sys == sysEdged && (f.Status == statusCap || f.Status == statusError) {
+		if sys == sysEdged && (f.Status == statusCap || f.Status == statusError || f.Status == statusSkipped) {
 			b.Errorf("%s: %s: %s", k, f.Status, f.Note)
 		}
 	}
-	if b.Failed() {
+	if b.Failed() || !ready {
 		s.dumpLogs(3)
 	}
+	r.Load[1] = loadAvg()
+	r.Took = time.Since(began).Round(time.Second).String()
+	s.logf("done in %s; load average %.1f at the start, %.1f at the end", r.Took, r.Load[0], r.Load[1])
 	return r
 }
 
@@ -390,12 +429,44 @@ func (s *site) dumpLogs(k int) {
 	}
 }
 
-// coldStart releases every node at once and times full membership.
-func (s *site) coldStart(r *run, rep *report) {
+// coldStart releases every node at once and times full membership. A serf
+// agent that exits meanwhile (with -join, those that try node1 before it
+// listens: "connection refused") is started again after 100 ms, as systemd's
+// Restart=on-failure would.
+func (s *site) coldStart(r *run, rep *report) bool {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var exits []string
+	if s.sys != sysEdged {
+		for _, name := range s.names {
+			wg.Go(func() {
+				for {
+					if s.lab.Wait(ctx, name) != nil && ctx.Err() != nil {
+						return
+					}
+					mu.Lock()
+					exits = append(exits, name+": "+lastLine(s.nodeLog(name), "==> "))
+					mu.Unlock()
+					select {
+					case <-time.After(100 * time.Millisecond):
+					case <-ctx.Done():
+						return
+					}
+					s.release(1)
+					if err := s.lab.Start(ctx, name); err != nil {
+						return
+					}
+				}
+			})
+		}
+	}
 	released := time.Now()
 	s.release(s.n)
 	st, err := s.starts(s.names, released.Add(-time.Second))
 	if err != nil {
+		cancel()
+		wg.Wait()
 		s.b.Fatalf("cold start: %v", err)
 	}
 	var first, t0 time.Time
@@ -412,15 +483,21 @@ func (s *site) coldStart(r *run, rep *report) {
 		limit = s.e.discoverCap
 	}
 	f := s.timed(t0, limit, s.names, same(allAlive(s.names)), s.names)
-	spread := fmt.Sprintf("the %d starts spread over %.0f ms", s.n, t0.Sub(first).Seconds()*1000)
-	f.Note = strings.TrimPrefix(f.Note+"; "+spread, "; ")
+	cancel()
+	wg.Wait()
+	notes := []string{fmt.Sprintf("the %d starts spread over %.0f ms", s.n, t0.Sub(first).Seconds()*1000)}
+	if len(exits) > 0 {
+		notes = append(notes, fmt.Sprintf("%d agent exits during the start, each restarted after 100 ms (%s)", len(exits), exits[0]))
+	}
+	f.Note = strings.Join(append([]string{f.Note}, notes...), "; ")
+	f.Note = strings.TrimPrefix(f.Note, "; ")
 	if s.sys == sysEdged {
 		s.edgedStarted(&f, t0, rep)
 	}
 	r.Metrics[mFull] = f
 	s.logf("cold start: %s", describe(f))
 	if f.Status == statusOK {
-		return
+		return true
 	}
 	if s.sys != sysEdged {
 		// Bring the anchor together by hand so the other phases can run.
@@ -432,12 +509,39 @@ func (s *site) coldStart(r *run, rep *report) {
 				s.logf("serf join on %s: %v: %s", name, err, strings.TrimSpace(string(out)))
 			}
 		}
-		r.Notes = append(r.Notes, "cold start did not converge: every node was then joined to node1 by hand (serf join) for the other phases")
+		r.Notes = append(r.Notes, "cold start did not converge within the cap: every node was then joined to node1 by hand (serf join) for the other phases")
 	}
 	_, missed := converge(time.Now().Add(restoreTimeout), s.primary(), s.names, same(allAlive(s.names)))
 	if len(missed) > 0 {
-		s.b.Fatalf("no full membership even after %s: %s", restoreTimeout, missedNote(missed, s.n))
+		s.logf("no full membership even after %s more: %s", restoreTimeout, missedNote(missed, s.n))
+		return false
 	}
+	return true
+}
+
+func (s *site) nodeLog(name string) string {
+	n, err := s.lab.Node(name)
+	if err != nil {
+		return ""
+	}
+	b, _ := os.ReadFile(n.Log)
+	return string(b)
+}
+
+// lastLine returns the last line of text that starts with prefix, and the
+// line after it (serf prints the error of a failed join on the next line).
+func lastLine(text, prefix string) string {
+	lines := strings.Split(text, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.HasPrefix(lines[i], prefix) {
+			out := strings.TrimSpace(lines[i])
+			if i+1 < len(lines) {
+				out += " " + strings.TrimSpace(lines[i+1])
+			}
+			return out
+		}
+	}
+	return "no message"
 }
 
 // edgedStarted adds the figure from edged's own Node.Started to the note.
@@ -583,8 +687,13 @@ func (s *site) leavePhase(r *run) bool {
 }
 
 // partitionPhase splits the site in two halves until each side sees the
-// other failed, heals, and times the re-merge.
-func (s *site) partitionPhase(r *run) bool {
+// other failed, keeps it split for hold more, heals, and times the re-merge.
+// With hold 0 the figures are mPartition and mRemerge; else mRemergeHeld.
+func (s *site) partitionPhase(r *run, hold time.Duration) bool {
+	key := mRemerge
+	if hold > 0 {
+		key = mRemergeHeld
+	}
 	a, b := s.names[:s.n/2], s.names[s.n/2:]
 	other := func(node string) []string {
 		for _, x := range a {
@@ -596,30 +705,39 @@ func (s *site) partitionPhase(r *run) bool {
 	}
 	t0 := time.Now()
 	if err := s.lab.Partition(a, b); err != nil {
-		r.Metrics[mPartition] = figure{Status: statusError, Note: err.Error()}
+		r.Metrics[key] = figure{Status: statusError, Note: err.Error()}
 		return false
 	}
 	f := s.timed(t0, partitionCap, s.names, func(node string) func(view) bool {
 		return changedTo(api.StatusFailed, t0, other(node)...)
 	}, s.names)
-	r.Metrics[mPartition] = f
+	if hold == 0 {
+		r.Metrics[mPartition] = f
+	}
 	s.logf("partition %d/%d: %s", len(a), len(b), describe(f))
+	if hold > 0 && f.Status == statusOK {
+		s.logf("partition held %s more", hold)
+		time.Sleep(hold)
+	}
 
 	t1 := time.Now()
 	if err := s.lab.Heal(); err != nil {
-		r.Metrics[mRemerge] = figure{Status: statusError, Note: err.Error()}
+		r.Metrics[key] = figure{Status: statusError, Note: err.Error()}
 		return false
 	}
 	if f.Status != statusOK {
-		r.Metrics[mRemerge] = figure{Status: statusSkipped, Note: "the partition was not seen by every node"}
+		r.Metrics[key] = figure{Status: statusSkipped, Note: "the partition was not seen by every node"}
 		_, missed := converge(t1.Add(restoreTimeout), s.primary(), s.names, same(allAlive(s.names)))
 		return len(missed) == 0
 	}
 	g := s.timed(t1, remergeCap, s.names, func(node string) func(view) bool {
 		return and(allAlive(s.names), changedTo(api.StatusAlive, t1, other(node)...))
 	}, s.names)
-	r.Metrics[mRemerge] = g
-	s.logf("re-merge: %s", describe(g))
+	if hold > 0 {
+		g.Note = strings.TrimPrefix(g.Note+fmt.Sprintf("; healed %s after every node saw the split", hold), "; ")
+	}
+	r.Metrics[key] = g
+	s.logf("re-merge (hold %s): %s", hold, describe(g))
 	if g.Status == statusOK {
 		return true
 	}
