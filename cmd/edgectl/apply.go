@@ -15,6 +15,9 @@ import (
 	"edge/daemon/api"
 )
 
+// stallTimeout: edgectl stops following a change that shows no progress.
+const stallTimeout = 2 * time.Minute
+
 // maxDocSize bounds a site document read by edgectl.
 const maxDocSize = 1 << 20
 
@@ -114,10 +117,16 @@ func follow(ctx context.Context, e *env, id string, asJSON bool) error {
 	var index uint64
 	seen := map[string]string{}
 	state := ""
+	progress := time.Now()
 	for {
 		c, idx, err := e.client.Change(ctx, id, index, 30*time.Second)
 		if err != nil {
 			return err
+		}
+		if idx != index {
+			progress = time.Now()
+		} else if time.Since(progress) > stallTimeout && !c.Final {
+			return fmt.Errorf("change %s: no progress for %s (state %s; is this node cut off from the leader?); it goes on without edgectl: follow it with `edgectl changes %s -w`", id, stallTimeout, c.State, id)
 		}
 		index = idx
 		if !asJSON {
