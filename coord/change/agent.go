@@ -100,12 +100,19 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Info("journal found: restoring", "gen", e.Gen, "change", e.ChangeID)
 		a.drive(e)
 	}
-	t := time.NewTicker(a.cfg.Tick)
+	t := time.NewTimer(a.cfg.Tick)
 	defer t.Stop()
 	for {
 		st := a.replica.State()
 		stCh, hwCh := a.replica.Changed(), a.hw.Changed()
 		a.step(ctx, st)
+		// Ticks matter only while something is pending (a change, a
+		// confirm timer); otherwise the events wake the agent.
+		wait := a.cfg.Tick
+		if st.Active == "" && (a.cur == nil || a.cur.ConfirmBy.IsZero()) {
+			wait = 10 * a.cfg.Tick
+		}
+		t.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return nil

@@ -11,9 +11,11 @@ import (
 	"edge/coord/store"
 )
 
-// Leadership tells whether this node leads.
+// Leadership tells whether this node leads, and cheaply whether a change
+// is in progress.
 type Leadership interface {
 	IsLeader() bool
+	Active() string
 }
 
 // ControllerConfig configures the leader's change controller.
@@ -66,7 +68,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		ch := c.replica.Changed()
-		if c.lead.IsLeader() {
+		if c.lead.IsLeader() && c.lead.Active() != "" {
 			if cmd := c.Decide(c.replica.State(), c.cfg.Now().UTC()); cmd != nil {
 				actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				_, err := c.apply.Apply(actx, *cmd)

@@ -120,6 +120,13 @@ func (f *FSM) State() *State {
 	return f.st.Clone()
 }
 
+// Active returns the id of the change in progress.
+func (f *FSM) Active() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st.Active
+}
+
 // Changed returns a channel closed at the next applied command.
 func (f *FSM) Changed() <-chan struct{} {
 	f.mu.Lock()

@@ -4,10 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +51,8 @@ type site struct {
 	logs    *timelines                // serf: its member list, from its log
 	events  *timelines                // serf: its event handler
 	tail    *tailer
+
+	released time.Time // of the cold start
 }
 
 // logf prints progress at once (b.Logf holds it until the benchmark ends).
@@ -372,7 +373,7 @@ func measure(b *testing.B, e *env, sys string, n int, held, soak bool, rep *repo
 			}
 		}
 	}
-	later := []string{mRSS, mCPU, mFail, mLeave, mPartition, mRemerge}
+	later := []string{mRSS, mCPU, mStartFP, mFail, mLeave, mPartition, mRemerge}
 	if held {
 		later = append(later, mRemergeHeld)
 	}
@@ -380,7 +381,7 @@ func measure(b *testing.B, e *env, sys string, n int, held, soak bool, rep *repo
 		later = append(later, mSoakFP, mLossFail)
 	}
 	phases := []func(*run) bool{
-		func(r *run) bool { s.idle(r); return true },
+		func(r *run) bool { s.idle(r); s.startFlaps(r); return true },
 		s.killPhase,
 		s.leavePhase,
 		func(r *run) bool { return s.partitionPhase(r, 0) },
@@ -462,6 +463,7 @@ func (s *site) coldStart(r *run, rep *report) bool {
 		}
 	}
 	released := time.Now()
+	s.released = released
 	s.release(s.n)
 	st, err := s.starts(s.names, released.Add(-time.Second))
 	if err != nil {
@@ -635,6 +637,23 @@ func (s *site) idle(r *run) {
 	s.logf("idle: RSS %.1f MB (max %.1f), CPU %.2f %% (max %.2f)", rssSum/k, rssMax, cpuSum/k, cpuMax)
 }
 
+// startFlaps counts the failures any node saw from the cold start to the
+// end of the idle window: nothing failed, so every one is false.
+func (s *site) startFlaps(r *run) {
+	end := time.Now()
+	fs, err := s.failures(s.released, end)
+	if err != nil {
+		r.Metrics[mStartFP] = figure{Status: statusError, Note: err.Error()}
+		return
+	}
+	f := s.falseFigure(fs, fmt.Sprintf("the %.0f s from the release of the cold start to the end of the idle window", end.Sub(s.released).Seconds()))
+	r.Metrics[mStartFP] = f
+	s.logf("false failures after the cold start: %s", describe(f))
+	if s.sys == sysEdged && len(fs) > 0 {
+		s.b.Errorf("%d false failures after the cold start, no loss (%s)", len(fs), f.Detail)
+	}
+}
+
 // restart starts a stopped node again and waits until every node sees every
 // node alive, the restarted one since its restart.
 func (s *site) restart(name string) bool {
@@ -745,31 +764,60 @@ func (s *site) partitionPhase(r *run, hold time.Duration) bool {
 	return len(missed) == 0
 }
 
-// failedLineRE matches edged's log line for a member it saw fail.
-var failedLineRE = regexp.MustCompile(`msg="member failed".* member=(\S+)`)
-
-// countFailed counts, in r, edged's "member failed" lines by member.
-func countFailed(r io.Reader) (map[string]int, error) {
-	out := map[string]int{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if m := failedLineRE.FindStringSubmatch(sc.Text()); m != nil {
-			out[strings.Trim(m[1], `"`)]++
+// failures returns every failure any node saw with from <= At < to: edged's
+// from its logs, serf's from its member list (log lines stamped on arrival).
+func (s *site) failures(from, to time.Time) ([]failure, error) {
+	if s.sys != sysEdged {
+		return s.logs.failuresBetween(from, to), nil
+	}
+	var out []failure
+	for _, node := range s.lab.Nodes() {
+		f, err := os.Open(node.Log)
+		if err != nil {
+			return nil, err
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			if at, m, ok := parseEdgedFailed(sc.Text()); ok && !at.Before(from) && at.Before(to) {
+				out = append(out, failure{At: at, Observer: node.Name, Member: m})
+			}
+		}
+		err = sc.Err()
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", node.Log, err)
 		}
 	}
-	return out, sc.Err()
+	return out, nil
+}
+
+// falseFigure counts false failures and the incidents they make.
+func (s *site) falseFigure(fs []failure, window string) figure {
+	f := ok(float64(len(fs)))
+	if len(fs) == 0 {
+		f.Note = window
+		return f
+	}
+	inc, wide := incidents(fs, 5*time.Second, s.n-1)
+	f.Detail = fmt.Sprintf("%d incidents, %d seen by half the site or more", inc, wide)
+	byMember := map[string]int{}
+	for _, x := range fs {
+		byMember[x.Member]++
+	}
+	var parts []string
+	for m, k := range byMember {
+		parts = append(parts, fmt.Sprintf("%s x%d", m, k))
+	}
+	slices.Sort(parts)
+	f.Note = window + "; declared failed: " + strings.Join(parts, ", ")
+	return f
 }
 
 // soakPhase: 10% loss for the soak time, counting every failure any node
 // saw (there must be none), then a kill -9 under loss.
 func (s *site) soakPhase(r *run) {
-	offsets := map[string]int64{}
-	for _, node := range s.lab.Nodes() {
-		if fi, err := os.Stat(node.Log); err == nil {
-			offsets[node.Log] = fi.Size()
-		}
-	}
+	soakStart := time.Now()
 	if err := s.lab.Loss(10); err != nil {
 		r.Metrics[mSoakFP] = figure{Status: statusError, Note: err.Error()}
 		return
@@ -792,39 +840,24 @@ func (s *site) soakPhase(r *run) {
 		s.logf("kill -9 %s under 10%% loss: %s", target, describe(f))
 	}
 
-	falses, seenTarget := 0, 0
-	var detail []string
-	for _, node := range s.lab.Nodes() {
-		f, err := os.Open(node.Log)
-		if err != nil {
-			r.Metrics[mSoakFP] = figure{Status: statusError, Note: err.Error()}
-			return
-		}
-		_, err = f.Seek(offsets[node.Log], io.SeekStart)
-		var counts map[string]int
-		if err == nil {
-			counts, err = countFailed(f)
-		}
-		f.Close()
-		if err != nil {
-			r.Metrics[mSoakFP] = figure{Status: statusError, Note: err.Error()}
-			return
-		}
-		for m, k := range counts {
-			if m == target {
-				seenTarget += k
-				continue
-			}
-			falses += k
-			detail = append(detail, fmt.Sprintf("%s saw %s fail %d times", node.Name, m, k))
-		}
+	all, err := s.failures(soakStart, time.Now())
+	if err != nil {
+		r.Metrics[mSoakFP] = figure{Status: statusError, Note: err.Error()}
+		return
 	}
-	f := ok(float64(falses))
-	f.Note = fmt.Sprintf("%s at 10%% loss on %d nodes, then the kill; the killed node was reported failed %d times (want %d)",
-		s.e.soak, s.n, seenTarget, s.n-1)
-	if len(detail) > 0 {
-		f.Note += "; false: " + strings.Join(detail, ", ")
-		s.b.Errorf("soak: %d false failures under 10%% loss: %s", falses, strings.Join(detail, ", "))
+	var falses []failure
+	seenTarget := 0
+	for _, x := range all {
+		if x.Member == target && !x.At.Before(t0) {
+			seenTarget++
+			continue
+		}
+		falses = append(falses, x)
+	}
+	f := s.falseFigure(falses, fmt.Sprintf("%s at 10%% loss on %d nodes, then the kill (the killed node was seen failed %d times, want %d)",
+		s.e.soak, s.n, seenTarget, s.n-1))
+	if len(falses) > 0 {
+		s.b.Errorf("soak: %d false failures under 10%% loss (%s)", len(falses), f.Detail)
 	}
 	r.Metrics[mSoakFP] = f
 	s.logf("soak: %s", describe(f))

@@ -261,3 +261,79 @@ func (t *timelines) wait(ctx context.Context, node string, cond func(view) bool)
 		}
 	}
 }
+
+// failure is one node seeing one member fail.
+type failure struct {
+	At       time.Time
+	Observer string
+	Member   string
+}
+
+// edgedFailedRE matches edged's log line for a member it saw fail
+// (coord/membership.go: log.Warn("member failed", "member", ...)).
+var edgedFailedRE = regexp.MustCompile(`^time=(\S+) .*msg="member failed".* member=("(?:[^"\\]|\\.)*"|\S+)`)
+
+// parseEdgedFailed parses one line of an edged log.
+func parseEdgedFailed(line string) (at time.Time, member string, ok bool) {
+	m := edgedFailedRE.FindStringSubmatch(line)
+	if m == nil {
+		return time.Time{}, "", false
+	}
+	at, err := time.Parse(time.RFC3339Nano, m[1])
+	if err != nil {
+		return time.Time{}, "", false
+	}
+	member = m[2]
+	if uq, err := strconv.Unquote(member); err == nil {
+		member = uq
+	}
+	return at, member, true
+}
+
+// incidents groups failures into incidents: one member declared failed by
+// one or more nodes, observations of the same member less than gap apart
+// belong to one incident. It returns the number of incidents and, of those,
+// how many reached at least half of the observers given by of.
+func incidents(fs []failure, gap time.Duration, of int) (count, wide int) {
+	byMember := map[string][]failure{}
+	for _, f := range fs {
+		byMember[f.Member] = append(byMember[f.Member], f)
+	}
+	for _, list := range byMember {
+		slices.SortFunc(list, func(a, b failure) int { return a.At.Compare(b.At) })
+		observers := map[string]bool{}
+		for i, f := range list {
+			if i > 0 && f.At.Sub(list[i-1].At) >= gap {
+				count++
+				if 2*len(observers) >= of {
+					wide++
+				}
+				observers = map[string]bool{}
+			}
+			observers[f.Observer] = true
+		}
+		if len(list) > 0 {
+			count++
+			if 2*len(observers) >= of {
+				wide++
+			}
+		}
+	}
+	return count, wide
+}
+
+// failuresBetween returns the failures in every node's timeline with
+// from <= At < to.
+func (t *timelines) failuresBetween(from, to time.Time) []failure {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []failure
+	for node, evs := range t.evs {
+		for _, e := range evs {
+			if e.Kind == api.StatusFailed && !e.At.Before(from) && e.At.Before(to) {
+				out = append(out, failure{At: e.At, Observer: node, Member: e.Member})
+			}
+		}
+	}
+	return out
+}
