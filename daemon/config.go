@@ -114,6 +114,9 @@ func (c Config) Validate() error {
 	if n := boolCount(c.TLSCA != "", c.TLSCert != "", c.TLSKey != ""); n != 0 && n != 3 {
 		errs = append(errs, errors.New("tls_ca: tls_ca, tls_cert and tls_key go together (create them with `edgectl tls`)"))
 	}
+	if c.RaftPort == 0 && c.TLSCA != "" && c.GossipPort == 65535 {
+		errs = append(errs, errors.New("raft_port: gossip_port+1 (the default) is out of range; set raft_port"))
+	}
 	if c.RaftPort != 0 && c.RaftPort == c.GossipPort {
 		errs = append(errs, fmt.Errorf("raft_port: must differ from gossip_port %d", c.GossipPort))
 	}

@@ -266,7 +266,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		g.Go(func() error { return d.raft.Run(gctx) })
 		g.Go(func() error { return d.agent.Run(gctx) })
 		g.Go(func() error { return d.watchChanges(gctx) })
-		ctl := change.NewController(change.DefaultControllerConfig(), d.raft.Store(), d.raft, d.raft.Store())
+		cc := change.DefaultControllerConfig()
+		cc.Logger = d.log.With("part", "controller")
+		cc.Alive = d.member.IsAlive
+		ctl := change.NewController(cc, d.raft.Store(), d.raft, d.raft.Store())
 		g.Go(func() error { return ctl.Run(gctx) })
 	}
 	if err := d.notify.Ready(); err != nil {
@@ -343,6 +346,12 @@ func (d *Daemon) Reload() error {
 	}
 	if fmt.Sprint(next.Seeds) != fmt.Sprint(cur.Seeds) {
 		restart = append(restart, "seeds")
+	}
+	if next.RaftPort != cur.RaftPort || next.TLSCA != cur.TLSCA || next.TLSCert != cur.TLSCert || next.TLSKey != cur.TLSKey {
+		restart = append(restart, "raft_port/tls_*")
+	}
+	if next.BootstrapExpect != cur.BootstrapExpect {
+		restart = append(restart, "bootstrap_expect")
 	}
 	// Devices: checked first, so a bad inventory changes nothing at all.
 	if err := d.hw.Check(next.Devices); err != nil {

@@ -133,7 +133,7 @@ func (d *Daemon) watchChanges(ctx context.Context) error {
 					if t.Reason != "" {
 						msg += ": " + t.Reason
 					}
-					d.events.publish(api.Event{Kind: "change", Node: d.cfg.Node, Subject: c.ID, Message: msg, Time: t.Time})
+					d.events.publish(api.Event{Kind: "change", Node: c.Author, Subject: c.ID, Message: msg, Time: t.Time})
 				}
 			}
 			seen[c.ID] = n
@@ -146,7 +146,6 @@ func (d *Daemon) watchChanges(ctx context.Context) error {
 		}
 	}
 }
-
 
 // handleEvents streams the feed as newline-delimited JSON until the client
 // goes away (or, with ?follow=false, returns what there is).

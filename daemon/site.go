@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"edge/coord/site"
@@ -132,6 +133,9 @@ func (d *Daemon) planChange(req api.ApplyRequest) (*plan, int, error) {
 	if err := doc.CheckSite(d.cfg.Site); err != nil {
 		return nil, http.StatusBadRequest, err
 	}
+	if leader, _ := d.raft.Store().Leader(); leader == "" {
+		return nil, http.StatusServiceUnavailable, store.ErrNoQuorum
+	}
 	st := d.raft.Store().State()
 	if req.Base != nil && *req.Base != st.Confirmed {
 		return nil, http.StatusConflict, fmt.Errorf("%w: --base %d but the site is at generation %d; look at `edgectl diff` again", store.ErrConflict, *req.Base, st.Confirmed)
@@ -192,6 +196,9 @@ func (d *Daemon) handleDiff(w http.ResponseWriter, r *http.Request) {
 		np.Alive = alive[n]
 		req := map[string]hardware.Settings{}
 		for _, c := range np.Changes {
+			if c.New == nil {
+				continue // back to the node config's value: nothing to plan here
+			}
 			if req[c.Device] == nil {
 				req[c.Device] = hardware.Settings{}
 			}
@@ -244,11 +251,11 @@ func (d *Daemon) handleApply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(p.offline) > 0 && !req.AllowMissing {
-		writeErr(w, http.StatusConflict, fmt.Errorf("refused: target node(s) %v are down; nothing was changed (--allow-missing applies to the others, and the down nodes converge when they return)", p.offline))
+		writeErr(w, http.StatusConflict, fmt.Errorf("refused: target node(s) %s down; nothing was changed (--allow-missing applies to the others, and the down nodes converge when they return)", strings.Join(p.offline, ", ")))
 		return
 	}
 	if len(p.targets) == 0 {
-		writeErr(w, http.StatusConflict, fmt.Errorf("refused: every target node (%v) is down", p.offline))
+		writeErr(w, http.StatusConflict, fmt.Errorf("refused: every target node (%s) is down", strings.Join(p.offline, ", ")))
 		return
 	}
 	pol := p.doc.Policy
@@ -301,11 +308,17 @@ func toAPIChange(c *store.Change) api.Change {
 // the change just committed through the leader, so that what edgectl asks
 // next is answered from a replica that knows it.
 func (d *Daemon) waitLocal(ctx context.Context, id string) {
+	d.waitLocalCond(ctx, func(st *store.State) bool { return st.Change(id) != nil })
+}
+
+// waitLocalCond waits (a few seconds at most) until cond holds on this
+// node's replica.
+func (d *Daemon) waitLocalCond(ctx context.Context, cond func(*store.State) bool) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	for {
 		ch := d.raft.Store().Changed()
-		if d.raft.Store().State().Change(id) != nil {
+		if cond(d.raft.Store().State()) {
 			return
 		}
 		select {
@@ -419,7 +432,11 @@ func (d *Daemon) handleRollback(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, http.StatusConflict, fmt.Errorf("change %s is %s: nothing to roll back", c.ID, c.State))
 			return
 		}
-		writeJSON(w, api.ApplyResult{ChangeID: c.ID, Gen: c.Base, Targets: c.Targets(), Warnings: []string{}})
+		d.waitLocalCond(r.Context(), func(st *store.State) bool {
+			cc := st.Change(c.ID)
+			return cc == nil || cc.State != c.State
+		})
+		writeJSON(w, api.ApplyResult{ChangeID: c.ID, Gen: c.Base, Targets: c.Targets(), Warnings: []string{}, InProgress: true})
 		return
 	}
 	to := uint64(0)
@@ -442,6 +459,14 @@ func (d *Daemon) handleRollback(w http.ResponseWriter, r *http.Request) {
 	cur, err := desiredOf(st, st.Confirmed, nodes)
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, err)
+		return
+	}
+	if _, ok := st.Docs[to]; !ok && to != 0 {
+		if to > st.Generation {
+			writeErr(w, http.StatusBadRequest, fmt.Errorf("there is no generation %d (the newest is %d; see edgectl history)", to, st.Generation))
+		} else {
+			writeErr(w, http.StatusBadRequest, fmt.Errorf("generation %d is no longer in the history (see edgectl history)", to))
+		}
 		return
 	}
 	next, err := desiredOf(st, to, nodes)
@@ -545,6 +570,10 @@ func (d *Daemon) handleUnlock(w http.ResponseWriter, r *http.Request) {
 	}
 	if d.raft == nil {
 		writeErr(w, http.StatusConflict, errNoRaft)
+		return
+	}
+	if req.Name == "" {
+		writeErr(w, http.StatusBadRequest, errors.New("unlock: a lock name is required"))
 		return
 	}
 	if _, err := d.raft.Apply(r.Context(), store.Command{Op: store.OpUnlock, Lock: req.Name, Holder: req.Holder}); err != nil {

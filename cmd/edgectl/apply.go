@@ -114,6 +114,12 @@ func runApply(ctx context.Context, e *env, args []string) error {
 // follow prints a change's progress until it settles; a change that did not
 // take is an error (exit 1).
 func follow(ctx context.Context, e *env, id string, asJSON bool) error {
+	return followUntil(ctx, e, id, asJSON, false)
+}
+
+// followUntil follows a change; untilFinal also waits through a tentative
+// APPLIED until the change is confirmed or rolled back.
+func followUntil(ctx context.Context, e *env, id string, asJSON, untilFinal bool) error {
 	var index uint64
 	seen := map[string]string{}
 	state := ""
@@ -151,7 +157,7 @@ func follow(ctx context.Context, e *env, id string, asJSON bool) error {
 			}
 		}
 		switch {
-		case c.State == "applied" && !c.AutoConfirm:
+		case c.State == "applied" && !c.AutoConfirm && !untilFinal:
 			if asJSON {
 				return printJSON(e.stdout, c)
 			}
@@ -202,6 +208,7 @@ func runDiff(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 	fmt.Fprintf(e.stdout, "against generation %d:\n", d.Base)
+	var refused []string
 	for _, n := range d.Nodes {
 		state := ""
 		if !n.Alive {
@@ -209,14 +216,24 @@ func runDiff(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "%s%s\n", n.Node, state)
 		for _, c := range n.Changes {
-			fmt.Fprintf(e.stdout, "  %s.%s: %s -> %s\n", c.Device, c.Setting, fmtVal(c.Old), fmtVal(c.New))
+			to := fmtVal(c.New)
+			if c.New == nil {
+				to = "(back to the node config)"
+			}
+			fmt.Fprintf(e.stdout, "  %s.%s: %s -> %s\n", c.Device, c.Setting, fmtVal(c.Old), to)
 		}
 		for _, cmd := range n.Commands {
 			fmt.Fprintf(e.stdout, "    %s\n", cmd)
 		}
 		if n.Error != "" {
 			fmt.Fprintf(e.stdout, "    (%s)\n", n.Error)
+			if n.Alive {
+				refused = append(refused, n.Node)
+			}
 		}
+	}
+	if len(refused) > 0 {
+		return fmt.Errorf("the drivers of %s cannot plan this change (see above)", strings.Join(refused, ", "))
 	}
 	return nil
 }
@@ -250,7 +267,7 @@ func runChanges(ctx context.Context, e *env, args []string) error {
 	}
 	if id != "" {
 		if *watch {
-			return follow(ctx, e, id, *asJSON)
+			return followUntil(ctx, e, id, *asJSON, true)
 		}
 		c, _, err := e.client.Change(ctx, id, 0, 0)
 		if err != nil {
@@ -344,11 +361,19 @@ func runRollback(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "rollback %s to generation %d on %s\n", res.ChangeID, res.Gen, strings.Join(res.Targets, ", "))
+	if res.InProgress {
+		fmt.Fprintf(e.stdout, "rolling back change %s: %s return to generation %d\n", res.ChangeID, strings.Join(res.Targets, ", "), res.Gen)
+	} else {
+		from := "the previous generation"
+		if req.To != nil {
+			from = fmt.Sprintf("generation %d", *req.To)
+		}
+		fmt.Fprintf(e.stdout, "change %s: back to the settings of %s, as new generation %d, on %s\n", res.ChangeID, from, res.Gen, strings.Join(res.Targets, ", "))
+	}
 	if *noWait {
 		return nil
 	}
-	err = follow(ctx, e, res.ChangeID, false)
+	err = followUntil(ctx, e, res.ChangeID, false, true)
 	if err != nil && strings.Contains(err.Error(), " rolled_back: ") {
 		return nil // rolling the change in progress back ends rolled_back: that is success
 	}

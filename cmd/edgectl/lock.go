@@ -77,8 +77,8 @@ func runLock(ctx context.Context, e *env, args []string) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", argv[0], err)
 	}
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	sigs := make(chan os.Signal, 3)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -94,4 +94,26 @@ func runLock(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
+}
+
+// runUnlock frees a lock by force: every holder (or one, --holder), for a
+// holder that died without releasing it.
+func runUnlock(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("unlock", flag.ContinueOnError)
+	holder := fs.String("holder", "", "release only this holder (default: all)")
+	name := ""
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		name, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args, e.stderr); err != nil {
+		return err
+	}
+	if name == "" {
+		return fmt.Errorf("%w: unlock NAME [--holder H]", errUsage)
+	}
+	if err := e.client.Unlock(ctx, api.LockRequest{Name: name, Holder: *holder}); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "released %s\n", name)
+	return nil
 }

@@ -44,6 +44,7 @@ var commands = []command{
 	{"history", "list the site config generations", runHistory},
 	{"events", "stream the site's events: members, changes, devices (--no-follow, --json)", runEvents},
 	{"lock", "run a command under a site-wide lock: lock NAME [--limit N] -- CMD ...", runLock},
+	{"unlock", "free a lock held by a command that died: unlock NAME [--holder H]", runUnlock},
 	{"keygen", "print a new gossip key (base64, 32 bytes)", runKeygen},
 	{"tls", "make the site CA and node certificates for mutual TLS", runTLS},
 	{"version", "print the version", runVersion},

@@ -305,6 +305,9 @@ func (a *Agent) checkConfirmTimer(st *store.State) {
 			return
 		}
 	}
+	if e.Gen == e.Base {
+		return // reverted already
+	}
 	a.log.Warn("change not confirmed in time: reverting this node by itself", "change", e.ChangeID, "to_gen", e.Base)
 	a.drive(&Entry{Gen: e.Base, ChangeID: e.ChangeID, Base: e.Base, Desired: e.BaseDesired, ConfirmBy: e.ConfirmBy})
 }
@@ -345,7 +348,10 @@ func (a *Agent) participate(ctx context.Context, st *store.State, c *store.Chang
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	_, err := a.apply.Apply(rctx, store.Command{Op: store.OpNode, Time: time.Now().UTC(), ChangeID: c.ID, Node: a.cfg.Node, Phase: phase, Reason: reason})
-	if err != nil {
+	if errors.Is(err, store.ErrBadCommand) {
+		// The change moved on (or ended) meanwhile: nothing to retry.
+		a.log.Debug("report no longer needed", "change", c.ID, "phase", phase, "err", err)
+	} else if err != nil {
 		a.log.Warn("report failed; will retry", "change", c.ID, "phase", phase, "err", err)
 		return
 	}

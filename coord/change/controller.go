@@ -31,6 +31,10 @@ type ControllerConfig struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Alive tells whether a node is up (serf); nil: every node is. A down
+	// target fails (or, rolling back, is left to revert by itself) at once
+	// instead of after a timeout.
+	Alive func(node string) bool
 }
 
 // DefaultControllerConfig returns the defaults.
@@ -101,6 +105,7 @@ func (c *Controller) Decide(st *store.State, now time.Time) *store.Command {
 		return &store.Command{Op: store.OpAdvance, Time: now, ChangeID: ch.ID, From: ch.State, State: state, Reason: reason, Phase: phase, Nodes: nodes}
 	}
 	nodes := ch.Targets()
+	alive := func(n string) bool { return c.cfg.Alive == nil || c.cfg.Alive(n) }
 	in := func(phases ...string) []string {
 		var out []string
 		for _, n := range nodes {
@@ -129,6 +134,11 @@ func (c *Controller) Decide(st *store.State, now time.Time) *store.Command {
 		if len(in(store.PhaseValid)) == len(nodes) {
 			return adv(store.Validated, "", store.PhasePending, nodes)
 		}
+		for _, n := range in(store.PhaseValidating) {
+			if !alive(n) {
+				return adv(store.Aborted, fmt.Sprintf("target %s went down before it validated; nothing was changed", n), "", nil)
+			}
+		}
 		if now.Sub(ch.Created) > c.cfg.ValidateTimeout {
 			return adv(store.Aborted, fmt.Sprintf("no answer from %s within %s; nothing was changed", strings.Join(in(store.PhaseValidating), ", "), c.cfg.ValidateTimeout), "", nil)
 		}
@@ -139,6 +149,9 @@ func (c *Controller) Decide(st *store.State, now time.Time) *store.Command {
 			return adv(store.RollingBack, "failed on "+reasons(failed), store.PhaseReverting, nodes)
 		}
 		for _, n := range in(store.PhaseApplying) {
+			if !alive(n) {
+				return &store.Command{Op: store.OpNode, Time: now, ChangeID: ch.ID, Node: n, Phase: store.PhaseFailed, Reason: "node went down during the apply"}
+			}
 			if now.Sub(ch.Nodes[n].Updated) > c.cfg.ApplyTimeout {
 				return &store.Command{Op: store.OpNode, Time: now, ChangeID: ch.ID, Node: n, Phase: store.PhaseFailed,
 					Reason: fmt.Sprintf("no report within %s (node down?)", c.cfg.ApplyTimeout)}
@@ -166,6 +179,10 @@ func (c *Controller) Decide(st *store.State, now time.Time) *store.Command {
 		}
 	case store.RollingBack:
 		for _, n := range in(store.PhaseReverting) {
+			if !alive(n) {
+				return &store.Command{Op: store.OpNode, Time: now, ChangeID: ch.ID, Node: n, Phase: store.PhaseReverted,
+					Reason: "node is down: its journal reverts it when it returns"}
+			}
 			if now.Sub(ch.Nodes[n].Updated) > c.cfg.ApplyTimeout {
 				return &store.Command{Op: store.OpNode, Time: now, ChangeID: ch.ID, Node: n, Phase: store.PhaseReverted,
 					Reason: fmt.Sprintf("no report within %s; the node reverts by itself when it returns", c.cfg.ApplyTimeout)}

@@ -163,6 +163,11 @@ func apply(st *State, cmd *Command, index uint64) Result {
 		if !ok {
 			return Result{Err: fmt.Sprintf("%v: node %s is not a target of change %s", ErrBadCommand, cmd.Node, c.ID)}
 		}
+		// A report counts only in the phase it answers: a late "applied"
+		// never overwrites "reverting".
+		if !reportFits(c.State, p.Phase, cmd.Phase) {
+			return Result{Err: fmt.Sprintf("%v: change %s is %s and node %s %s: report %q comes too late", ErrBadCommand, c.ID, c.State, cmd.Node, p.Phase, cmd.Phase)}
+		}
 		p.Phase, p.Reason, p.Updated = cmd.Phase, cmd.Reason, cmd.Time
 		c.Updated = cmd.Time
 		return Result{}
@@ -209,6 +214,9 @@ func apply(st *State, cmd *Command, index uint64) Result {
 		return lock(st, cmd, index)
 	case OpUnlock:
 		if l, ok := st.Locks[cmd.Lock]; ok {
+			if cmd.Holder == "" {
+				clear(l.Holders) // forced: every holder
+			}
 			delete(l.Holders, cmd.Holder)
 			if len(l.Holders) == 0 {
 				delete(st.Locks, cmd.Lock)
@@ -229,6 +237,20 @@ func apply(st *State, cmd *Command, index uint64) Result {
 		return Result{}
 	}
 	return Result{Err: fmt.Sprintf("%v: unknown op %q", ErrBadCommand, cmd.Op)}
+}
+
+// reportFits tells whether a node may move from phase cur to next while
+// the change is in state.
+func reportFits(state, cur, next string) bool {
+	switch next {
+	case PhaseValid, PhaseInvalid:
+		return state == Proposed && cur == PhaseValidating
+	case PhaseApplied, PhaseFailed:
+		return state == Applying && cur == PhaseApplying
+	case PhaseReverted:
+		return state == RollingBack && cur == PhaseReverting
+	}
+	return false
 }
 
 func applyPropose(st *State, cmd *Command, index uint64) Result {

@@ -70,6 +70,9 @@ type ApplyResult struct {
 	Targets  []string `json:"targets"`
 	Missing  []string `json:"missing,omitempty"`
 	Warnings []string `json:"warnings"`
+	// InProgress: a rollback of the change in progress (Gen is the base it
+	// returns to), not a new change.
+	InProgress bool `json:"in_progress,omitempty"`
 }
 
 // NodeProgress is one node's part in a change.
