@@ -31,9 +31,9 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "} {printf "  %-8s %s\n", $$1, $$2}'
 
-build: ## build bin/edged, bin/edgectl, bin/edgelab for this host
+build: ## build bin/edged, bin/edgectl, bin/edgelab for this host (static, like the ARM builds)
 	@mkdir -p $(BIN)
-	$(GOBUILD) -o $(BIN)/ $(HOST_CMDS)
+	CGO_ENABLED=0 $(GOBUILD) -o $(BIN)/ $(HOST_CMDS)
 
 cross: ## static ARM builds: bin/linux_arm64/, bin/linux_armv7/
 	@mkdir -p $(BIN)/linux_arm64 $(BIN)/linux_armv7

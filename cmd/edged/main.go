@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"edge/daemon"
@@ -34,7 +35,14 @@ func main() {
 	os.Exit(run(*configPath))
 }
 
+// memoryLimit is the Go heap's soft limit unless GOMEMLIMIT says otherwise:
+// these are small boxes, and the live heap of a 30-node site is a few MB.
+const memoryLimit = 10 << 20
+
 func run(configPath string) int {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	level := new(slog.LevelVar)
 	opts := &slog.HandlerOptions{Level: level}
 	if os.Getenv("JOURNAL_STREAM") != "" {
