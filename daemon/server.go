@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -45,6 +46,9 @@ func newServer(st state, log *slog.Logger) *server {
 	mux.HandleFunc("GET "+api.PathStatus, s.status)
 	mux.HandleFunc("GET "+api.PathMembers, s.members)
 	mux.HandleFunc("GET "+api.PathDevices, s.devices)
+	// Profiles for support, on the local socket only.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	if sh, ok := st.(interface{ siteHandlers(*http.ServeMux) }); ok {
 		sh.siteHandlers(mux)
 	}

@@ -35,13 +35,15 @@ func main() {
 	os.Exit(run(*configPath))
 }
 
-// memoryLimit is the Go heap's soft limit unless GOMEMLIMIT says otherwise:
-// these are small boxes, and the live heap of a 30-node site is a few MB.
-const memoryLimit = 10 << 20
+// gcPercent is the Go GC target unless GOGC says otherwise: these are small
+// boxes; a heap of 1.5x the live data (a few MB) is plenty. (A hard memory
+// limit would make the raft leader, whose live heap is larger, collect
+// without end.)
+const gcPercent = 50
 
 func run(configPath string) int {
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(memoryLimit)
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
 	}
 	level := new(slog.LevelVar)
 	opts := &slog.HandlerOptions{Level: level}
