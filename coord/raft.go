@@ -129,6 +129,10 @@ func NewRaft(cfg RaftConfig, members *Membership) (*Raft, error) {
 	r.mux, r.store = mux, st
 	mux2 := http.NewServeMux()
 	mux2.HandleFunc("POST /rpc/v1/apply", r.handleApply)
+	mux2.HandleFunc("POST /rpc/v1/ping", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte("{}"))
+	})
 	r.rpcMux = mux2
 	r.rpc = &http.Server{Handler: http.MaxBytesHandler(mux2, 4<<20), ReadHeaderTimeout: 5 * time.Second}
 	return r, nil
@@ -140,6 +144,8 @@ func (r *Raft) HandleRPC(pattern string, h http.HandlerFunc) { r.rpcMux.HandleFu
 
 // Call POSTs body to path on the named node and decodes the JSON answer.
 func (r *Raft) Call(ctx context.Context, node, path string, body, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, forwardTimeout)
+	defer cancel()
 	r.mu.Lock()
 	var addr string
 	for a, n := range r.addrName {
@@ -232,15 +238,20 @@ func (r *Raft) peers() []store.Peer {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, m := range mems {
-		if m.Tags[api.TagRole] != api.RoleEdged || m.Tags[TagRaftPort] == "" {
+		if m.Tags[api.TagRole] != api.RoleEdged {
 			continue
 		}
 		host, _, err := net.SplitHostPort(m.Addr)
 		if err != nil {
 			continue
 		}
-		addr := net.JoinHostPort(host, m.Tags[TagRaftPort])
-		names[addr] = m.Name
+		addr := ""
+		if m.Tags[TagRaftPort] != "" {
+			// No raft_port tag yet (a node that just started) still counts
+			// as a member: it is not dead, only not addable yet.
+			addr = net.JoinHostPort(host, m.Tags[TagRaftPort])
+			names[addr] = m.Name
+		}
 		p := store.Peer{Name: m.Name, Addr: addr, Alive: m.Status == api.StatusAlive || m.Status == api.StatusSuspect, Left: m.Status == api.StatusLeft}
 		if p.Alive {
 			delete(r.downFrom, m.Name)
@@ -330,6 +341,14 @@ func (r *Raft) manage(peers []store.Peer) {
 	for _, a := range store.PlanMembership(f.Configuration(), peers, r.cfg.NodeName, r.cfg.DeadAfter) {
 		var err error
 		rf := r.store.Raft()
+		if a.Op == store.ActAddNonvoter || a.Op == store.ActPromote {
+			// Only a peer that answers over mutual TLS (site credentials,
+			// reachable from here) gets a replica or a vote.
+			if perr := r.ping(a.Addr); perr != nil {
+				r.log.Debug("not adding an unreachable or foreign server", "op", a.Op, "server", a.ID, "err", perr)
+				continue
+			}
+		}
 		switch a.Op {
 		case store.ActAddNonvoter:
 			err = rf.AddNonvoter(raft.ServerID(a.ID), raft.ServerAddress(a.Addr), 0, 5*time.Second).Error()
@@ -374,12 +393,39 @@ func (r *Raft) releaseLocks(peers []store.Peer) {
 	}
 }
 
+// ping checks that the node at addr answers node RPC over mutual TLS.
+func (r *Raft) ping(addr string) error {
+	if addr == "" {
+		return errors.New("no raft address")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/rpc/v1/ping", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := r.mux.RPCClient().Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("ping %s: %s", addr, resp.Status)
+	}
+	return nil
+}
+
+// forwardTimeout bounds a command forwarded to the leader.
+const forwardTimeout = 10 * time.Second
+
 // Apply commits cmd: on the leader directly, elsewhere through the leader's
 // RPC. Without a reachable leader it fails with store.ErrNoQuorum.
 func (r *Raft) Apply(ctx context.Context, cmd store.Command) (store.Result, error) {
 	if cmd.Time.IsZero() {
 		cmd.Time = time.Now().UTC()
 	}
+	ctx, cancel := context.WithTimeout(ctx, forwardTimeout)
+	defer cancel()
 	if r.store.IsLeader() {
 		return r.store.Apply(cmd)
 	}

@@ -234,7 +234,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 		d.raft = r
 		d.rpcHandlers()
-		d.agent = change.NewAgent(change.AgentConfig{Node: d.cfg.Node, Base: d.cfg.Devices, Logger: d.log.With("part", "agent")},
+		connected := func() bool { l, _ := r.Store().Leader(); return l != "" }
+		d.agent = change.NewAgent(change.AgentConfig{Node: d.cfg.Node, Base: d.cfg.Devices, Connected: connected, Logger: d.log.With("part", "agent")},
 			r.Store(), r, d.hw, change.NewJournal(filepath.Join(d.cfg.DataDir, "journal.json")))
 	}
 	if err := d.api.listen(d.cfg.Socket); err != nil {

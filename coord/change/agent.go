@@ -44,8 +44,12 @@ type AgentConfig struct {
 	// by itself, so the leader's decision normally comes first.
 	Grace time.Duration
 	// Tick bounds how long the agent waits without an event.
-	Tick   time.Duration
-	Logger *slog.Logger
+	Tick time.Duration
+	// Connected tells whether a raft leader is reachable; nil: always. A
+	// node cut off from the leader reverts a change it applied once the
+	// change's confirm time has passed, even if it never saw APPLIED.
+	Connected func() bool
+	Logger    *slog.Logger
 }
 
 // Agent is the node side of site changes.
@@ -62,6 +66,14 @@ type Agent struct {
 	want     map[string]uint64 // device -> version that must verify
 	reported map[string]string // change id -> last phase reported
 	docs     map[uint64]map[string]hardware.Settings
+	// holdUntil: a restored journal holds the hardware until the replica's
+	// index passes it.
+	holdUntil uint64
+	// appliedAt: when this node first drove a change's generation (its
+	// fallback confirm clock while it has not seen APPLIED).
+	appliedAt map[string]time.Time
+	// reverted: changes this node reverted by its own timer.
+	reverted map[string]bool
 }
 
 // NewAgent returns an agent; it acts only in Run.
@@ -77,7 +89,8 @@ func NewAgent(cfg AgentConfig, replica Replica, apply Applier, hw Hardware, jour
 		cfg.Grace = 2 * time.Second
 	}
 	return &Agent{cfg: cfg, log: log, replica: replica, apply: apply, hw: hw, journal: journal, baseCh: make(chan []hardware.Config, 1),
-		reported: map[string]string{}, docs: map[uint64]map[string]hardware.Settings{}}
+		reported: map[string]string{}, docs: map[uint64]map[string]hardware.Settings{},
+		appliedAt: map[string]time.Time{}, reverted: map[string]bool{}}
 }
 
 // SetBase replaces the node's own inventory (after a reload); the agent
@@ -97,8 +110,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	if e, err := a.journal.Load(); err != nil {
 		a.log.Error("journal unreadable; starting from the node config", "err", err)
 	} else if e != nil {
-		a.log.Info("journal found: restoring", "gen", e.Gen, "change", e.ChangeID)
-		a.drive(e)
+		a.holdUntil = e.Index
+		if e.ChangeID != "" && e.Gen != e.Base && e.ConfirmBy.IsZero() {
+			// The change was still in progress when this node stopped: restore
+			// the last confirmed settings; the replica, once caught up, says
+			// whether to apply the change again.
+			a.log.Info("journal found: a change was in progress; restoring the confirmed generation", "change", e.ChangeID, "gen", e.Base)
+			a.drive(&Entry{Gen: e.Base, ChangeID: e.ChangeID, Base: e.Base, Desired: e.BaseDesired, Index: e.Index})
+		} else {
+			a.log.Info("journal found: restoring", "gen", e.Gen, "change", e.ChangeID)
+			a.drive(e)
+		}
 	}
 	t := time.NewTimer(a.cfg.Tick)
 	defer t.Stop()
@@ -251,8 +273,8 @@ func (a *Agent) progress() (done bool, failure string) {
 
 func (a *Agent) step(ctx context.Context, st *store.State) {
 	// A restored journal holds the hardware until the replica has caught up
-	// with at least the generation it names.
-	if a.cur != nil && st.Generation < a.cur.Gen {
+	// with what this node knew when it wrote it.
+	if st.Index < a.holdUntil {
 		a.checkConfirmTimer(nil)
 		return
 	}
@@ -268,19 +290,38 @@ func (a *Agent) step(ctx context.Context, st *store.State) {
 
 // follow drives the hardware to generation gen.
 func (a *Agent) follow(st *store.State, gen uint64, c *store.Change) error {
-	// Reverted by the confirm timer: stay there until the change ends.
-	if a.cur != nil && c != nil && a.cur.ChangeID == c.ID && a.cur.Gen == c.Base && c.State == store.Applied && gen == c.Gen && !a.cur.ConfirmBy.IsZero() {
-		return nil
+	// Reverted by this node's own timer: stay there, unless the site still
+	// wants the change and its confirm time is ahead (the node was only
+	// slow to hear of it).
+	if c != nil && a.reverted[c.ID] && gen == c.Gen {
+		if !(c.State == store.Applied && time.Now().Before(c.ConfirmBy) && a.connected()) {
+			return nil
+		}
+		delete(a.reverted, c.ID)
 	}
 	o, err := a.overlay(st, gen)
 	if err != nil {
 		return err
 	}
-	e := &Entry{Gen: gen, Desired: o}
+	e := &Entry{Gen: gen, Desired: o, Index: st.Index}
 	if c != nil {
 		e.ChangeID, e.Base = c.ID, c.Base
-		if c.State == store.Applied && gen == c.Gen {
+		switch {
+		case c.State == store.Applied && gen == c.Gen:
 			e.ConfirmBy = c.ConfirmBy
+		case gen == c.Gen:
+			// Not APPLIED yet as far as this node knows: its own clock
+			// gives the confirm time, used only if it loses the leader.
+			at, ok := a.appliedAt[c.ID]
+			if !ok {
+				at = time.Now().UTC().Truncate(time.Second)
+				a.appliedAt[c.ID] = at
+				if len(a.appliedAt) > 64 {
+					clear(a.appliedAt)
+					a.appliedAt[c.ID] = at
+				}
+			}
+			e.ConfirmBy = at.Add(c.Policy.ConfirmTimeout)
 		}
 		if gen == c.Gen {
 			if b, err := a.overlay(st, c.Base); err == nil {
@@ -308,9 +349,18 @@ func (a *Agent) checkConfirmTimer(st *store.State) {
 	if e.Gen == e.Base {
 		return // reverted already
 	}
+	if st != nil {
+		if c := st.Change(e.ChangeID); c != nil && c.State != store.Applied && a.connected() {
+			// Still applying with a leader in reach: the leader decides.
+			return
+		}
+	}
+	a.reverted[e.ChangeID] = true
 	a.log.Warn("change not confirmed in time: reverting this node by itself", "change", e.ChangeID, "to_gen", e.Base)
 	a.drive(&Entry{Gen: e.Base, ChangeID: e.ChangeID, Base: e.Base, Desired: e.BaseDesired, ConfirmBy: e.ConfirmBy})
 }
+
+func (a *Agent) connected() bool { return a.cfg.Connected == nil || a.cfg.Connected() }
 
 // participate validates and reports progress in the active change.
 func (a *Agent) participate(ctx context.Context, st *store.State, c *store.Change) {

@@ -27,7 +27,10 @@ type Entry struct {
 	// ConfirmBy: a tentative generation not confirmed by then is reverted
 	// to Base by the node itself. Zero when confirmed.
 	ConfirmBy time.Time `json:"confirm_by,omitzero"`
-	Written   time.Time `json:"written"`
+	// Index is the replica's raft index when the entry was written: after a
+	// restart the journal holds the hardware until the replica is past it.
+	Index   uint64    `json:"index"`
+	Written time.Time `json:"written"`
 }
 
 // Journal is the node's journal file, written atomically (renameio, then
