@@ -111,14 +111,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Error("journal unreadable; starting from the node config", "err", err)
 	} else if e != nil {
 		a.holdUntil = e.Index
-		if e.ChangeID != "" && e.Gen != e.Base && e.ConfirmBy.IsZero() {
+		a.log.Info("journal found: restoring", "gen", e.Gen, "change", e.ChangeID)
+		if e.ChangeID != "" && e.Gen != e.Base {
 			// The change was still in progress when this node stopped: restore
 			// the last confirmed settings; the replica, once caught up, says
 			// whether to apply the change again.
-			a.log.Info("journal found: a change was in progress; restoring the confirmed generation", "change", e.ChangeID, "gen", e.Base)
+			a.log.Info("a change was in progress: back to the confirmed generation until the site says more", "change", e.ChangeID, "to_gen", e.Base)
 			a.drive(&Entry{Gen: e.Base, ChangeID: e.ChangeID, Base: e.Base, Desired: e.BaseDesired, Index: e.Index})
 		} else {
-			a.log.Info("journal found: restoring", "gen", e.Gen, "change", e.ChangeID)
 			a.drive(e)
 		}
 	}
