@@ -46,7 +46,9 @@ type Config struct {
 	TTL uint32
 	// Renew is how often the browse session is started afresh, so that
 	// every peer is reported again (the resolver reports each one once per
-	// session).
+	// session). Peers that start later announce themselves and are seen at
+	// once; the renewal is the safety net, and every renewal makes every
+	// node of the site answer, so it is kept slow.
 	Renew time.Duration
 	// Logger receives discovery's logs; nil discards them.
 	Logger *slog.Logger
@@ -54,7 +56,7 @@ type Config struct {
 
 // DefaultConfig returns the default timings.
 func DefaultConfig() Config {
-	return Config{Domain: "local.", TTL: 120, Renew: 20 * time.Second}
+	return Config{Domain: "local.", TTL: 120, Renew: time.Minute}
 }
 
 // Validate checks the config.

@@ -18,7 +18,7 @@ import (
 // are what the docs report).
 type settings struct {
 	sizes       []int         // BENCH_N, default 3,10,30
-	systems     []string      // BENCH_SYSTEMS, default edged,serf-join,serf-discover
+	systems     []string      // BENCH_SYSTEMS, default edged,edged-noraft,serf-join,serf-discover
 	soak        time.Duration // BENCH_SOAK, default 5m; 0 skips the soak
 	idle        time.Duration // BENCH_IDLE, the CPU window, default 20s
 	discoverCap time.Duration // BENCH_DISCOVER_CAP, default 150s
@@ -28,7 +28,7 @@ type settings struct {
 func loadSettings() (settings, error) {
 	s := settings{
 		sizes:       []int{3, 10, 30},
-		systems:     []string{sysEdged, sysJoin, sysDiscover},
+		systems:     []string{sysEdged, sysEdgedNoRaft, sysJoin, sysDiscover},
 		soak:        5 * time.Minute,
 		idle:        20 * time.Second,
 		discoverCap: 150 * time.Second,
@@ -49,10 +49,10 @@ func loadSettings() (settings, error) {
 		for _, f := range strings.Split(v, ",") {
 			f = strings.TrimSpace(f)
 			switch f {
-			case sysEdged, sysJoin, sysDiscover:
+			case sysEdged, sysEdgedNoRaft, sysJoin, sysDiscover:
 				s.systems = append(s.systems, f)
 			default:
-				return s, fmt.Errorf("BENCH_SYSTEMS: unknown system %q (want %s, %s, %s)", f, sysEdged, sysJoin, sysDiscover)
+				return s, fmt.Errorf("BENCH_SYSTEMS: unknown system %q (want %s, %s, %s, %s)", f, sysEdged, sysEdgedNoRaft, sysJoin, sysDiscover)
 			}
 		}
 	}
@@ -217,7 +217,7 @@ func BenchmarkSite(b *testing.B) {
 	for _, n := range s.sizes {
 		for _, sys := range s.systems {
 			b.Run(fmt.Sprintf("%s/n=%d", sys, n), func(b *testing.B) {
-				if sys != sysEdged && e.serf == "" {
+				if !isEdged(sys) && e.serf == "" {
 					if os.Getenv("CI") != "" {
 						b.Fatal("serf agent not found: run make deps")
 					}
@@ -225,7 +225,7 @@ func BenchmarkSite(b *testing.B) {
 					b.Skip("no serf agent: run make deps")
 				}
 				largest := n == s.sizes[len(s.sizes)-1]
-				r := measure(b, e, sys, n, largest && s.hold > 0, sys == sysEdged && n == soakN && s.soak > 0, &rep)
+				r := measure(b, e, sys, n, largest && s.hold > 0, isEdged(sys) && n == soakN && s.soak > 0, &rep)
 				reportMetrics(b, r)
 				rep.Runs = append(rep.Runs, r)
 			})
@@ -256,19 +256,21 @@ func BenchmarkSite(b *testing.B) {
 func reportMetrics(b *testing.B, r run) {
 	units := map[string]string{
 		mFull: "full_s", mFail: "fail_s", mLeave: "leave_s", mPartition: "partition_s",
-		mRemerge: "remerge_s", mRemergeHeld: "remerge_held_s", mRSS: "rss_MB", mCPU: "cpu_pct", mSoakFP: "false_failures", mLossFail: "fail_loss_s",
+		mRemerge: "remerge_s", mRemergeHeld: "remerge_held_s", mRSS: "rss_MB", mCPU: "cpu_pct",
+		mStartFP: "false_failures_start", mSoakFP: "false_failures_soak", mLossFail: "fail_loss_s",
 	}
 	b.ReportMetric(0, "ns/op") // one iteration of a whole scenario: meaningless
 	for k, f := range r.Metrics {
-		if f.Status != statusOK {
+		unit := units[k]
+		if f.Status != statusOK || unit == "" {
 			continue
 		}
-		b.ReportMetric(f.Value, units[k])
+		b.ReportMetric(f.Value, unit)
 		if f.Max != nil {
-			b.ReportMetric(*f.Max, "max_"+units[k])
+			b.ReportMetric(*f.Max, "max_"+unit)
 		}
 		if f.Handler != nil {
-			b.ReportMetric(*f.Handler, "handler_"+units[k])
+			b.ReportMetric(*f.Handler, "handler_"+unit)
 		}
 	}
 }

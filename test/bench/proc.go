@@ -113,7 +113,11 @@ func findProc(pid int, exe string) (int, error) {
 		}
 		queue = append(queue, children(p)...)
 	}
-	return 0, fmt.Errorf("pid %d: no process running %s in its tree", pid, exe)
+	got, err := os.Readlink(filepath.Join(procRoot, strconv.Itoa(pid), "exe"))
+	if err != nil {
+		got = err.Error()
+	}
+	return 0, fmt.Errorf("pid %d: no process running %s in its tree (pid %d: %s)", pid, exe, pid, got)
 }
 
 // children lists pid's child processes (/proc/PID/task/*/children).

@@ -37,18 +37,26 @@ const (
 
 // Systems under test.
 const (
-	sysEdged    = "edged"
-	sysDiscover = "serf-discover"
-	sysJoin     = "serf-join"
+	sysEdged = "edged"
+	// sysEdgedNoRaft is edged without site credentials, so raft stays off:
+	// membership and discovery alone.
+	sysEdgedNoRaft = "edged-noraft"
+	sysDiscover    = "serf-discover"
+	sysJoin        = "serf-join"
 )
+
+// isEdged reports whether sys is one of the edged variants.
+func isEdged(sys string) bool { return sys == sysEdged || sys == sysEdgedNoRaft }
 
 // figure is one measured number.
 type figure struct {
 	// Value is seconds, MB, percent of one core or a count. For RSS and CPU
 	// it is the mean over the nodes.
 	Value float64 `json:"value"`
-	// Max is the maximum over the nodes (RSS and CPU).
-	Max *float64 `json:"max,omitempty"`
+	// Max is the maximum over the nodes (RSS and CPU), and PerNode every
+	// node's value.
+	Max     *float64           `json:"max,omitempty"`
+	PerNode map[string]float64 `json:"per_node,omitempty"`
 	// Handler is, for serf, the same change as the agent's event handler saw
 	// it. The agent coalesces member events (1 s quiet, 3 s at most) before
 	// it runs handlers, so this is what a script on serf learns, later than
@@ -223,35 +231,41 @@ func ratio(e, a figure, haveE, haveA bool) string {
 }
 
 // table renders the report as a Markdown table: one row per metric and size,
-// edged with its goal, then each anchor with the ratio edged/anchor.
+// edged with its goal, edged without raft (when measured), then each anchor
+// with the ratio edged/anchor.
 func table(runs []run) string {
-	find := func(sys string, n int) (run, bool) {
+	find := func(sys string, n int, metric string) (figure, bool) {
 		for _, r := range runs {
 			if r.System == sys && r.N == n {
-				return r, true
+				f, ok := r.Metrics[metric]
+				return f, ok
 			}
 		}
-		return run{}, false
+		return figure{}, false
 	}
 	var sizes []int
+	noRaft := false
 	for _, r := range runs {
 		if !containsInt(sizes, r.N) {
 			sizes = append(sizes, r.N)
 		}
+		noRaft = noRaft || r.System == sysEdgedNoRaft
 	}
 	var b strings.Builder
-	b.WriteString("| metric | N | edged | goal | met | serf -discover | edged/anchor | serf -join | edged/anchor |\n")
-	b.WriteString("| --- | --: | --: | --: | :-: | --: | --: | --: | --: |\n")
+	if noRaft {
+		b.WriteString("| metric | N | edged | goal | met | edged, raft off | met | serf -discover | edged/anchor | serf -join | edged/anchor |\n")
+		b.WriteString("| --- | --: | --: | --: | :-: | --: | :-: | --: | --: | --: | --: |\n")
+	} else {
+		b.WriteString("| metric | N | edged | goal | met | serf -discover | edged/anchor | serf -join | edged/anchor |\n")
+		b.WriteString("| --- | --: | --: | --: | :-: | --: | --: | --: | --: |\n")
+	}
 	for _, g := range goals {
 		for _, n := range sizes {
-			e, okE := find(sysEdged, n)
-			d, okD := find(sysDiscover, n)
-			j, okJ := find(sysJoin, n)
-			fe, haveE := e.Metrics[g.Metric]
-			fd, haveD := d.Metrics[g.Metric]
-			fj, haveJ := j.Metrics[g.Metric]
-			haveE, haveD, haveJ = haveE && okE, haveD && okD, haveJ && okJ
-			if !haveE && !haveD && !haveJ {
+			fe, haveE := find(sysEdged, n, g.Metric)
+			fr, haveR := find(sysEdgedNoRaft, n, g.Metric)
+			fd, haveD := find(sysDiscover, n, g.Metric)
+			fj, haveJ := find(sysJoin, n, g.Metric)
+			if !haveE && !haveR && !haveD && !haveJ {
 				continue
 			}
 			lim := "-"
@@ -261,8 +275,11 @@ func table(runs []run) string {
 					lim += " " + g.Unit
 				}
 			}
-			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n",
-				g.What, n, format(g, fe, haveE), lim, met(g, fe, haveE),
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s |", g.What, n, format(g, fe, haveE), lim, met(g, fe, haveE))
+			if noRaft {
+				fmt.Fprintf(&b, " %s | %s |", format(g, fr, haveR), met(g, fr, haveR))
+			}
+			fmt.Fprintf(&b, " %s | %s | %s | %s |\n",
 				format(g, fd, haveD), ratio(fe, fd, haveE, haveD),
 				format(g, fj, haveJ), ratio(fe, fj, haveE, haveJ))
 		}

@@ -61,7 +61,7 @@ func (s *site) logf(format string, args ...any) {
 }
 
 func (s *site) exe() string {
-	if s.sys == sysEdged {
+	if isEdged(s.sys) {
 		return "edged"
 	}
 	return "serf"
@@ -70,7 +70,7 @@ func (s *site) exe() string {
 // argv is the command of every node: the wrapper, then the system.
 func (s *site) argv() []string {
 	argv := []string{"/bin/sh", s.e.wrapper, filepath.Join(s.dir, "gate"), "{dir}"}
-	if s.sys == sysEdged {
+	if isEdged(s.sys) {
 		return append(argv, s.e.edged, "--config", "{config}")
 	}
 	argv = append(argv, s.e.serf, "agent",
@@ -108,9 +108,10 @@ func newSite(b *testing.B, e *env, sys string, n int) *site {
 		Prefix:   fmt.Sprintf("eb%d_%d", os.Getpid()%100000, labSeq.Add(1)),
 		LogLevel: "info",
 	}
-	if sys == sysEdged {
+	if isEdged(sys) {
 		cfg.Edged = e.edged
 	}
+	cfg.NoTLS = sys == sysEdgedNoRaft
 	l, err := lab.Up(ctx, cfg)
 	if err != nil {
 		os.RemoveAll(dir)
@@ -141,11 +142,20 @@ func newSite(b *testing.B, e *env, sys string, n int) *site {
 		if want := (lab.Config{}).NodeAddr(i + 1); node.Addr != want {
 			b.Fatalf("add %s: address %s, want %s", name, node.Addr, want)
 		}
+		if sys == sysEdged {
+			// A lab made with no nodes writes bootstrap_expect: 1 into every
+			// node it adds, so each would bootstrap a raft group of its own.
+			// Write what a lab of n nodes gets (min(3, n)) before the
+			// wrapper lets edged read it.
+			if err := setBootstrapExpect(node.Config, min(3, n)); err != nil {
+				b.Fatalf("%s: %v", name, err)
+			}
+		}
 	}
 	if s.tail, err = newTailer(); err != nil {
 		b.Fatal(err)
 	}
-	if sys == sysEdged {
+	if isEdged(sys) {
 		for _, node := range l.Nodes() {
 			s.clients[node.Name] = &client.Client{Socket: node.Socket}
 		}
@@ -210,6 +220,26 @@ func (s *site) keepLogs(dir string) {
 	}
 }
 
+// setBootstrapExpect rewrites the bootstrap_expect line of a node config.
+func setBootstrapExpect(path string, k int) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(string(b), "\n")
+	found := false
+	for i, l := range lines {
+		if strings.HasPrefix(l, "bootstrap_expect:") {
+			lines[i] = fmt.Sprintf("bootstrap_expect: %d", k)
+			found = true
+		}
+	}
+	if !found {
+		return fmt.Errorf("%s has no bootstrap_expect line: raft would be off", path)
+	}
+	return os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o644)
+}
+
 // release lets k waiting wrappers exec their command.
 func (s *site) release(k int) {
 	if _, err := s.gate.Write([]byte(strings.Repeat("\n", k))); err != nil {
@@ -250,7 +280,7 @@ type waitFn func(ctx context.Context, node string, cond func(view) bool) (view, 
 // primary is the source of the figures: edged's API (Since is when the node
 // saw the change) or serf's member list (its log lines, stamped on arrival).
 func (s *site) primary() waitFn {
-	if s.sys == sysEdged {
+	if isEdged(s.sys) {
 		return s.waitEdged
 	}
 	return s.logs.wait
@@ -381,7 +411,7 @@ func measure(b *testing.B, e *env, sys string, n int, held, soak bool, rep *repo
 		later = append(later, mSoakFP, mLossFail)
 	}
 	phases := []func(*run) bool{
-		func(r *run) bool { s.idle(r); s.startFlaps(r); return true },
+		func(r *run) bool { s.raftFormed(r); s.idle(r); s.startFlaps(r); return true },
 		s.killPhase,
 		s.leavePhase,
 		func(r *run) bool { return s.partitionPhase(r, 0) },
@@ -402,7 +432,7 @@ func measure(b *testing.B, e *env, sys string, n int, held, soak bool, rep *repo
 		skip("the site was not whole before this phase", later...)
 	}
 	for k, f := range r.Metrics {
-		if sys == sysEdged && (f.Status == statusCap || f.Status == statusError || f.Status == statusSkipped) {
+		if isEdged(sys) && (f.Status == statusCap || f.Status == statusError || f.Status == statusSkipped) {
 			b.Errorf("%s: %s: %s", k, f.Status, f.Note)
 		}
 	}
@@ -439,7 +469,7 @@ func (s *site) coldStart(r *run, rep *report) bool {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var exits []string
-	if s.sys != sysEdged {
+	if !isEdged(s.sys) {
 		for _, name := range s.names {
 			wg.Go(func() {
 				for {
@@ -493,7 +523,7 @@ func (s *site) coldStart(r *run, rep *report) bool {
 	}
 	f.Note = strings.Join(append([]string{f.Note}, notes...), "; ")
 	f.Note = strings.TrimPrefix(f.Note, "; ")
-	if s.sys == sysEdged {
+	if isEdged(s.sys) {
 		s.edgedStarted(&f, t0, rep)
 	}
 	r.Metrics[mFull] = f
@@ -501,7 +531,7 @@ func (s *site) coldStart(r *run, rep *report) bool {
 	if f.Status == statusOK {
 		return true
 	}
-	if s.sys != sysEdged {
+	if !isEdged(s.sys) {
 		// Bring the anchor together by hand so the other phases can run.
 		for _, name := range s.names {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -604,37 +634,59 @@ func (s *site) pids() (map[string]int, error) {
 // idle samples RSS and CPU of every node over the idle window.
 func (s *site) idle(r *run) {
 	time.Sleep(settle)
-	pids, err := s.pids()
-	if err != nil {
+	fail := func(err error) {
 		r.Metrics[mRSS] = figure{Status: statusError, Note: err.Error()}
 		r.Metrics[mCPU] = figure{Status: statusError, Note: err.Error()}
-		return
+		s.logf("idle: %v", err)
 	}
+	var pids map[string]int
 	before := map[string]procSample{}
-	for name, pid := range pids {
-		if before[name], err = readProc(pid); err != nil {
-			r.Metrics[mRSS] = figure{Status: statusError, Note: err.Error()}
-			return
+	var err error
+	for try := 0; try < 2; try++ {
+		if pids, err = s.pids(); err == nil {
+			for name, pid := range pids {
+				if before[name], err = readProc(pid); err != nil {
+					break
+				}
+			}
 		}
+		if err == nil {
+			break
+		}
+		s.logf("idle: %v; trying again in 1 s", err)
+		time.Sleep(time.Second)
+	}
+	if err != nil {
+		fail(err)
+		return
 	}
 	time.Sleep(s.e.idle)
 	var rssSum, rssMax, cpuSum, cpuMax float64
+	rssOf, cpuOf := map[string]float64{}, map[string]float64{}
+	busiest := ""
 	for name, pid := range pids {
 		after, err := readProc(pid)
 		if err != nil {
-			r.Metrics[mRSS] = figure{Status: statusError, Note: err.Error()}
+			fail(fmt.Errorf("%s: %w (did it exit during the idle window?)", name, err))
 			return
 		}
 		rss := float64(after.RSSKiB) / 1024
 		cpu := cpuPercent(before[name], after)
+		rssOf[name], cpuOf[name] = rss, cpu
 		rssSum, cpuSum = rssSum+rss, cpuSum+cpu
-		rssMax, cpuMax = max(rssMax, rss), max(cpuMax, cpu)
+		rssMax = max(rssMax, rss)
+		if busiest == "" || cpu > cpuMax {
+			busiest, cpuMax = name, cpu
+		}
 	}
 	k := float64(len(pids))
-	r.Metrics[mRSS] = figure{Value: rssSum / k, Max: ptr(rssMax), Status: statusOK}
-	r.Metrics[mCPU] = figure{Value: cpuSum / k, Max: ptr(cpuMax), Status: statusOK,
-		Note: fmt.Sprintf("utime+stime over %s", s.e.idle)}
-	s.logf("idle: RSS %.1f MB (max %.1f), CPU %.2f %% (max %.2f)", rssSum/k, rssMax, cpuSum/k, cpuMax)
+	r.Metrics[mRSS] = figure{Value: rssSum / k, Max: ptr(rssMax), PerNode: rssOf, Status: statusOK}
+	note := fmt.Sprintf("utime+stime over %s; the busiest node is %s", s.e.idle, busiest)
+	if role := s.raftRole(busiest); role != "" {
+		note += " (raft " + role + ")"
+	}
+	r.Metrics[mCPU] = figure{Value: cpuSum / k, Max: ptr(cpuMax), PerNode: cpuOf, Status: statusOK, Note: note}
+	s.logf("idle: RSS %.1f MB (max %.1f), CPU %.2f %% (max %.2f); %s", rssSum/k, rssMax, cpuSum/k, cpuMax, note)
 }
 
 // startFlaps counts the failures any node saw from the cold start to the
@@ -649,9 +701,59 @@ func (s *site) startFlaps(r *run) {
 	f := s.falseFigure(fs, fmt.Sprintf("the %.0f s from the release of the cold start to the end of the idle window", end.Sub(s.released).Seconds()))
 	r.Metrics[mStartFP] = f
 	s.logf("false failures after the cold start: %s", describe(f))
-	if s.sys == sysEdged && len(fs) > 0 {
+	if isEdged(s.sys) && len(fs) > 0 {
 		s.b.Errorf("%d false failures after the cold start, no loss (%s)", len(fs), f.Detail)
 	}
+}
+
+// raftFormed waits until every node names the same raft leader (edged with
+// raft only) and notes when; the idle window should see a settled site.
+func (s *site) raftFormed(r *run) {
+	if s.sys != sysEdged {
+		return
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		leaders := map[string]int{}
+		for _, name := range s.names {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			st, err := s.clients[name].Status(ctx)
+			cancel()
+			if err == nil && st.Raft != nil && st.Raft.Leader != "" {
+				leaders[st.Raft.Leader]++
+			}
+		}
+		for l, k := range leaders {
+			if k == s.n {
+				note := fmt.Sprintf("raft: one group, leader %s, seen by every node %.1f s after the release of the cold start (polled)", l, time.Since(s.released).Seconds())
+				r.Notes = append(r.Notes, note)
+				s.logf("%s", note)
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			note := fmt.Sprintf("raft: no single leader seen by every node within 60 s (leaders named: %v)", leaders)
+			r.Notes = append(r.Notes, note)
+			s.b.Errorf("%s", note)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// raftRole returns an edged node's raft role, "" if unknown.
+func (s *site) raftRole(node string) string {
+	c := s.clients[node]
+	if c == nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := c.Status(ctx)
+	if err != nil || st.Raft == nil {
+		return ""
+	}
+	return st.Raft.Role
 }
 
 // restart starts a stopped node again and waits until every node sees every
@@ -767,7 +869,7 @@ func (s *site) partitionPhase(r *run, hold time.Duration) bool {
 // failures returns every failure any node saw with from <= At < to: edged's
 // from its logs, serf's from its member list (log lines stamped on arrival).
 func (s *site) failures(from, to time.Time) ([]failure, error) {
-	if s.sys != sysEdged {
+	if !isEdged(s.sys) {
 		return s.logs.failuresBetween(from, to), nil
 	}
 	var out []failure
