@@ -62,12 +62,14 @@ type MembershipConfig struct {
 // DefaultMembershipConfig returns the site-LAN timings.
 func DefaultMembershipConfig() MembershipConfig {
 	return MembershipConfig{
-		Port:              7946,
-		ProbeInterval:     200 * time.Millisecond,
-		ProbeTimeout:      100 * time.Millisecond,
+		Port:          7946,
+		ProbeInterval: 200 * time.Millisecond,
+		// A busy embedded box answers a probe late: 250 ms before the
+		// indirect probes, and up to 6x the suspicion minimum to refute.
+		ProbeTimeout:      250 * time.Millisecond,
 		GossipInterval:    100 * time.Millisecond,
 		SuspicionMult:     4,
-		SuspicionMaxMult:  3,
+		SuspicionMaxMult:  6,
 		PushPullInterval:  15 * time.Second,
 		ReconnectInterval: time.Second,
 		ReconnectTimeout:  72 * time.Hour,

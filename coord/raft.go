@@ -93,7 +93,16 @@ type Raft struct {
 	mu       sync.Mutex
 	addrName map[string]string // raft address -> node name, from serf
 	downFrom map[string]time.Time
+	// memberIndex and memberSince: the membership view and since when it
+	// has not changed (bootstrap waits for a settled view).
+	memberIndex uint64
+	memberSince time.Time
 }
+
+// bootstrapSettle is how long the membership view must stay unchanged
+// before a new site bootstraps: nodes started together then all see the
+// same members and pick the same first voters.
+const bootstrapSettle = 2 * time.Second
 
 // NewRaft opens the transport and the store. Nothing is bootstrapped until
 // Run.
@@ -294,7 +303,14 @@ func (r *Raft) step() {
 // same first voters (the lowest names), so they bootstrap the same
 // configuration; the others wait to be added by the leader.
 func (r *Raft) maybeBootstrap(peers []store.Peer) {
-	mems, _ := r.members.Members()
+	mems, idx := r.members.Members()
+	if idx != r.memberIndex || r.memberSince.IsZero() {
+		r.memberIndex, r.memberSince = idx, time.Now()
+		return
+	}
+	if time.Since(r.memberSince) < bootstrapSettle {
+		return
+	}
 	for _, m := range mems {
 		if m.Tags[TagRaftState] == "1" && m.Status == api.StatusAlive {
 			return // a cluster exists: its leader adds us

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -277,7 +278,10 @@ func (d *Discovery) browse(ctx context.Context, ifaces []net.Interface, found fu
 	if err != nil {
 		return fmt.Errorf("discovery: resolver: %w", err)
 	}
-	sctx, cancel := context.WithTimeout(ctx, d.cfg.Renew)
+	// Jitter, so that nodes started together do not all renew (and make
+	// every node answer) at the same instant.
+	renew := d.cfg.Renew - d.cfg.Renew/5 + time.Duration(rand.Int64N(int64(d.cfg.Renew/5)*2+1))
+	sctx, cancel := context.WithTimeout(ctx, renew)
 	defer cancel()
 	entries := make(chan *zeroconf.ServiceEntry, 64)
 	if err := resolver.Browse(sctx, Service, d.cfg.Domain, entries); err != nil {
