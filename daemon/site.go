@@ -347,17 +347,28 @@ func (d *Daemon) waitState(ctx context.Context, index uint64, wait time.Duration
 	}
 }
 
-func (d *Daemon) handleChanges(w http.ResponseWriter, r *http.Request) {
+// replicaFor answers a read of the replica: raft must be on, and a blocking
+// query (?index=&wait=) waits first. ok false: the answer was written.
+func (d *Daemon) replicaFor(w http.ResponseWriter, r *http.Request) (*store.State, bool) {
 	if d.raft == nil {
 		writeErr(w, http.StatusConflict, errNoRaft)
-		return
+		return nil, false
 	}
-	if idx, wait, ok := waitParams(w, r); !ok {
-		return
-	} else if wait > 0 {
+	idx, wait, ok := waitParams(w, r)
+	if !ok {
+		return nil, false
+	}
+	if wait > 0 {
 		d.waitState(r.Context(), idx, wait)
 	}
-	st := d.raft.Store().State()
+	return d.raft.Store().State(), true
+}
+
+func (d *Daemon) handleChanges(w http.ResponseWriter, r *http.Request) {
+	st, ok := d.replicaFor(w, r)
+	if !ok {
+		return
+	}
 	out := api.Changes{Index: st.Index, Changes: []api.Change{}}
 	for i := len(st.Changes) - 1; i >= 0; i-- {
 		out.Changes = append(out.Changes, toAPIChange(st.Changes[i]))
@@ -366,16 +377,10 @@ func (d *Daemon) handleChanges(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Daemon) handleChange(w http.ResponseWriter, r *http.Request) {
-	if d.raft == nil {
-		writeErr(w, http.StatusConflict, errNoRaft)
+	st, ok := d.replicaFor(w, r)
+	if !ok {
 		return
 	}
-	if idx, wait, ok := waitParams(w, r); !ok {
-		return
-	} else if wait > 0 {
-		d.waitState(r.Context(), idx, wait)
-	}
-	st := d.raft.Store().State()
 	c := st.Change(r.PathValue("id"))
 	if c == nil {
 		writeErr(w, http.StatusNotFound, fmt.Errorf("no change %q (see edgectl changes)", r.PathValue("id")))
