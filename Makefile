@@ -71,6 +71,7 @@ demo: build ## as root: 5-node lab in network namespaces, then edgectl status
 	@cat $(BIN)/demo-up.txt
 	@sock=$$(awk '{for (i = 1; i <= NF; i++) if ($$i ~ /\.sock$$/) {s = $$i; sub(/^.*=/, "", s); print s; exit}}' $(BIN)/demo-up.txt); \
 	[ -n "$$sock" ] || { echo "make demo: no socket path in the edgelab up output" >&2; exit 1; }; \
+	for i in $$(seq 50); do $(BIN)/edgectl --socket "$$sock" status --json | grep -q '"quorum": true' && break; sleep 0.2; done; \
 	echo; echo "+ $(BIN)/edgectl --socket $$sock status"; \
 	$(BIN)/edgectl --socket "$$sock" status; \
 	echo; echo "The lab is still running. Try: $(BIN)/edgelab status, $(BIN)/edgelab kill NODE"; \

@@ -523,6 +523,9 @@ func (r *Raft) Status() api.Raft {
 		st.Role = "candidate"
 	}
 	if f := rf.GetConfiguration(); f.Error() == nil {
+		if len(f.Configuration().Servers) == 0 {
+			st.Role = "forming"
+		}
 		for _, s := range f.Configuration().Servers {
 			if s.Suffrage == raft.Voter {
 				st.Voters = append(st.Voters, string(s.ID))

@@ -46,7 +46,11 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		if leader == "" {
 			leader = "none (no quorum: the site config cannot change from here)"
 		}
-		fmt.Fprintf(w, "raft\tleader %s, this node %s, voters %s\n", leader, r.Role, strings.Join(r.Voters, ","))
+		if r.Role == "forming" {
+			fmt.Fprintf(w, "raft\tforming: a new site starts raft once its first nodes are seen (bootstrap_expect)\n")
+		} else {
+			fmt.Fprintf(w, "raft\tleader %s, this node %s, voters %s\n", leader, r.Role, strings.Join(r.Voters, ","))
+		}
 	} else {
 		fmt.Fprintf(w, "raft\toff (no TLS credentials: see edgectl tls)\n")
 	}

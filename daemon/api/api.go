@@ -98,7 +98,8 @@ type Devices struct {
 type Raft struct {
 	// Leader is the leader's node name, "" when none is known.
 	Leader string `json:"leader"`
-	// Role is leader, follower, nonvoter, candidate or none (raft off).
+	// Role is leader, follower, nonvoter, candidate, forming (a new site
+	// waiting for its first voters) or none.
 	Role   string   `json:"role"`
 	Voters []string `json:"voters"`
 	// Quorum: a leader is known, so the site config can change.
