@@ -355,6 +355,14 @@ func (p *Port) Discard() error {
 }
 
 func (p *Port) ioErr(op string, err error) error {
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		// Close raced with this call (the runtime then says "use of closed
+		// file", not os.ErrClosed, from SetReadDeadline).
+		return fmt.Errorf("serial %s: %s: %w: port closed", p.cfg.Path, op, hardware.ErrDisconnected)
+	}
 	var pe *bug.PortError
 	if errors.As(err, &pe) && pe.Code() == bug.PortClosed {
 		return fmt.Errorf("serial %s: %s: %w: port closed or unplugged", p.cfg.Path, op, hardware.ErrDisconnected)
