@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/serf/serf"
 
 	"edge/daemon/api"
+	"edge/internal/notify"
 )
 
 // ErrNameConflict is returned by Run when another node of the site already
@@ -121,8 +122,7 @@ type Membership struct {
 	mu       sync.Mutex
 	serf     *serf.Serf
 	since    map[string]time.Time
-	index    uint64
-	changed  chan struct{}
+	changes  notify.Index
 	conflict string // address that won our name, once serf gave it up
 	leaving  bool
 	notify   func(Event)
@@ -171,12 +171,11 @@ func NewMembership(cfg MembershipConfig) (*Membership, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Membership{
-		cfg:     cfg,
-		log:     log,
-		bridge:  newLogBridge(log),
-		events:  make(chan serf.Event, 1024),
-		since:   map[string]time.Time{},
-		changed: make(chan struct{}),
+		cfg:    cfg,
+		log:    log,
+		bridge: newLogBridge(log),
+		events: make(chan serf.Event, 1024),
+		since:  map[string]time.Time{},
 	}
 	m.bridge.onConflict = m.nameConflict
 	return m, nil
@@ -328,10 +327,8 @@ func (m *Membership) handle(e serf.Event) {
 			m.since[mem.Name] = now
 		}
 	}
-	m.index++
-	close(m.changed)
-	m.changed = make(chan struct{})
 	m.mu.Unlock()
+	m.changes.Bump()
 	for _, mem := range me.Members {
 		attrs := []any{"member", mem.Name, "addr", net.JoinHostPort(mem.Addr.String(), strconv.Itoa(int(mem.Port)))}
 		if site := mem.Tags[api.TagSite]; site != "" && site != m.cfg.Tags[api.TagSite] {
@@ -435,7 +432,8 @@ func (m *Membership) Members() ([]api.Member, uint64) {
 		}
 		return 0
 	})
-	return out, m.index
+	n, _ := m.changes.Load()
+	return out, n
 }
 
 func statusOf(s serf.MemberStatus, suspect bool) string {
@@ -456,19 +454,7 @@ func statusOf(s serf.MemberStatus, suspect bool) string {
 // Wait blocks until the membership index is past index or ctx is done, and
 // returns the current index.
 func (m *Membership) Wait(ctx context.Context, index uint64) uint64 {
-	for {
-		m.mu.Lock()
-		cur, ch := m.index, m.changed
-		m.mu.Unlock()
-		if cur > index {
-			return cur
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return cur
-		}
-	}
+	return m.changes.Wait(ctx, index)
 }
 
 // LocalAddr is this node's gossip address, host:port.

@@ -60,6 +60,9 @@ func startNode(t *testing.T, name string, key []byte) *testNode {
 	cfg.SnapshotPath = t.TempDir() + "/serf.snapshot"
 	cfg.Tags = map[string]string{api.TagRole: api.RoleEdged, api.TagSite: "test"}
 	cfg.LeaveTimeout = 3 * time.Second
+	// A loaded CI machine may delay the leave broadcast: give it time to
+	// spread before serf stops.
+	cfg.LeavePropagate = 2 * time.Second
 	m, err := NewMembership(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -67,6 +67,19 @@ func (d *Daemon) planLocal(changes map[string]hardware.Settings) api.NodePlan {
 	return out
 }
 
+// siteRequest decodes the body of a site-config request on a node with
+// raft; ok false: the answer (an error) was written.
+func (d *Daemon) siteRequest(w http.ResponseWriter, r *http.Request, v any) bool {
+	if !decodeBody(w, r, v) {
+		return false
+	}
+	if d.raft == nil {
+		writeErr(w, http.StatusConflict, errNoRaft)
+		return false
+	}
+	return true
+}
+
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	if err := json.NewDecoder(io.LimitReader(r.Body, 2<<20)).Decode(v); err != nil {
 		writeErr(w, http.StatusBadRequest, fmt.Errorf("bad request body: %w", err))
@@ -392,11 +405,7 @@ func (d *Daemon) handleChange(w http.ResponseWriter, r *http.Request) {
 
 func (d *Daemon) handleConfirm(w http.ResponseWriter, r *http.Request) {
 	var req api.ConfirmRequest
-	if !decodeBody(w, r, &req) {
-		return
-	}
-	if d.raft == nil {
-		writeErr(w, http.StatusConflict, errNoRaft)
+	if !d.siteRequest(w, r, &req) {
 		return
 	}
 	res, err := d.raft.Apply(r.Context(), store.Command{Op: store.OpConfirm, ChangeID: req.ChangeID, Node: d.cfg.Node})
@@ -409,11 +418,7 @@ func (d *Daemon) handleConfirm(w http.ResponseWriter, r *http.Request) {
 
 func (d *Daemon) handleRollback(w http.ResponseWriter, r *http.Request) {
 	var req api.RollbackRequest
-	if !decodeBody(w, r, &req) {
-		return
-	}
-	if d.raft == nil {
-		writeErr(w, http.StatusConflict, errNoRaft)
+	if !d.siteRequest(w, r, &req) {
 		return
 	}
 	st := d.raft.Store().State()
@@ -532,11 +537,7 @@ func (d *Daemon) handleHistory(w http.ResponseWriter, _ *http.Request) {
 
 func (d *Daemon) handleLock(w http.ResponseWriter, r *http.Request) {
 	var req api.LockRequest
-	if !decodeBody(w, r, &req) {
-		return
-	}
-	if d.raft == nil {
-		writeErr(w, http.StatusConflict, errNoRaft)
+	if !d.siteRequest(w, r, &req) {
 		return
 	}
 	if req.Name == "" || req.Holder == "" || req.Limit < 1 {
@@ -570,11 +571,7 @@ func (d *Daemon) handleLock(w http.ResponseWriter, r *http.Request) {
 
 func (d *Daemon) handleUnlock(w http.ResponseWriter, r *http.Request) {
 	var req api.LockRequest
-	if !decodeBody(w, r, &req) {
-		return
-	}
-	if d.raft == nil {
-		writeErr(w, http.StatusConflict, errNoRaft)
+	if !d.siteRequest(w, r, &req) {
 		return
 	}
 	if req.Name == "" {

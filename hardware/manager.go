@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+
+	"edge/internal/notify"
 )
 
 // Manager runs one supervisor per device of the node's inventory and
@@ -23,8 +25,7 @@ type Manager struct {
 	ctx     context.Context
 	devs    map[string]*managed
 	wg      sync.WaitGroup
-	changed chan struct{}
-	index   uint64
+	changes notify.Index
 }
 
 type managed struct {
@@ -42,7 +43,7 @@ func NewManager(cfg SupervisorConfig, reg *Registry, log *slog.Logger) (*Manager
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{cfg: cfg, reg: reg, log: log, devs: map[string]*managed{}, changed: make(chan struct{})}, nil
+	return &Manager{cfg: cfg, reg: reg, log: log, devs: map[string]*managed{}}, nil
 }
 
 // Check validates an inventory against the registry without touching
@@ -135,7 +136,7 @@ func (m *Manager) Update(devs []Config) error {
 		}()
 		go m.forward(ctx, sup, first)
 	}
-	m.notify()
+	m.changes.Bump()
 	return nil
 }
 
@@ -149,25 +150,14 @@ func (m *Manager) forward(ctx context.Context, sup *Supervisor, ch <-chan struct
 			// Take the next channel before telling anyone, so a change
 			// in between is never lost.
 			ch = sup.Changed()
-			m.mu.Lock()
-			m.notify()
-			m.mu.Unlock()
+			m.changes.Bump()
 		}
 	}
 }
 
-// notify must be called with mu held.
-func (m *Manager) notify() {
-	m.index++
-	close(m.changed)
-	m.changed = make(chan struct{})
-}
-
 // Changed returns a channel closed at the next change of any device.
 func (m *Manager) Changed() <-chan struct{} {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.changed
+	return m.changes.Changed()
 }
 
 // CheckSettings validates settings for the named device with its driver,
@@ -197,26 +187,13 @@ func (m *Manager) Plan(device string, changes Settings) ([]string, error) {
 // Wait blocks until the change index is past index or ctx is done, and
 // returns the current index.
 func (m *Manager) Wait(ctx context.Context, index uint64) uint64 {
-	for {
-		m.mu.Lock()
-		cur, ch := m.index, m.changed
-		m.mu.Unlock()
-		if cur > index {
-			return cur
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return cur
-		}
-	}
+	return m.changes.Wait(ctx, index)
 }
 
 // Index is the current change index.
 func (m *Manager) Index() uint64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.index
+	n, _ := m.changes.Load()
+	return n
 }
 
 // Statuses lists every device's status, sorted by name.
