@@ -44,6 +44,9 @@ type RaftConfig struct {
 	// DeadAfter is how long a failed server stays in the raft configuration
 	// before it is removed (and, if a voter, replaced).
 	DeadAfter time.Duration
+	// StableAfter is how long a non-voter must have been healthy before it
+	// may be promoted to voter.
+	StableAfter time.Duration
 	// Interval of the bootstrap and membership loops.
 	Interval time.Duration
 	Store    store.Config
@@ -52,7 +55,7 @@ type RaftConfig struct {
 
 // DefaultRaftConfig returns the defaults.
 func DefaultRaftConfig() RaftConfig {
-	return RaftConfig{BootstrapExpect: 3, DeadAfter: 30 * time.Second, Interval: 500 * time.Millisecond, Store: store.DefaultConfig()}
+	return RaftConfig{BootstrapExpect: 3, DeadAfter: 30 * time.Second, StableAfter: 10 * time.Second, Interval: 500 * time.Millisecond, Store: store.DefaultConfig()}
 }
 
 // Validate checks the config.
@@ -72,7 +75,7 @@ func (c RaftConfig) Validate() error {
 	if c.BootstrapExpect < 1 {
 		errs = append(errs, errors.New("raft: bootstrap_expect must be at least 1"))
 	}
-	if c.DeadAfter <= 0 || c.Interval <= 0 {
+	if c.DeadAfter <= 0 || c.Interval <= 0 || c.StableAfter < 0 {
 		errs = append(errs, errors.New("raft: timings must be positive"))
 	}
 	return errors.Join(errs...)
@@ -93,6 +96,9 @@ type Raft struct {
 	mu       sync.Mutex
 	addrName map[string]string // raft address -> node name, from serf
 	downFrom map[string]time.Time
+	// badAt: when the leader last saw a node unhealthy (a failed ping or
+	// failed raft heartbeats); a non-voter's stability counts from there.
+	badAt map[string]time.Time
 	// memberIndex and memberSince: the membership view and since when it
 	// has not changed (bootstrap waits for a settled view).
 	memberIndex uint64
@@ -114,7 +120,7 @@ func NewRaft(cfg RaftConfig, members *Membership) (*Raft, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Raft{cfg: cfg, log: log, members: members, addrName: map[string]string{}, downFrom: map[string]time.Time{}}
+	r := &Raft{cfg: cfg, log: log, members: members, addrName: map[string]string{}, downFrom: map[string]time.Time{}, badAt: map[string]time.Time{}}
 	tc := transport.DefaultConfig()
 	tc.Logger = log.With("component", "transport")
 	tc.NameOf = r.nameOf
@@ -211,6 +217,9 @@ func (r *Raft) Run(ctx context.Context) error {
 		}
 	}()
 	_ = r.members.SetTag(TagRaftPort, strconv.Itoa(r.cfg.Port))
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go r.watchHeartbeats(wctx)
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -264,6 +273,15 @@ func (r *Raft) peers() []store.Peer {
 		p := store.Peer{Name: m.Name, Addr: addr, Alive: m.Status == api.StatusAlive || m.Status == api.StatusSuspect, Left: m.Status == api.StatusLeft}
 		if p.Alive {
 			delete(r.downFrom, m.Name)
+			if m.Status == api.StatusAlive {
+				from := m.Since
+				if bad := r.badAt[m.Name]; bad.After(from) {
+					from = bad
+				}
+				if !from.IsZero() {
+					p.Up = max(now.Sub(from), 0)
+				}
+			}
 		} else {
 			since, ok := r.downFrom[m.Name]
 			if !ok {
@@ -354,13 +372,15 @@ func (r *Raft) manage(peers []store.Peer) {
 	if err := f.Error(); err != nil {
 		return
 	}
-	for _, a := range store.PlanMembership(f.Configuration(), peers, r.cfg.NodeName, r.cfg.DeadAfter) {
+	pol := store.PromotePolicy{DeadAfter: r.cfg.DeadAfter, StableAfter: r.cfg.StableAfter}
+	for _, a := range store.PlanMembership(f.Configuration(), peers, r.cfg.NodeName, pol) {
 		var err error
 		rf := r.store.Raft()
 		if a.Op == store.ActAddNonvoter || a.Op == store.ActPromote {
 			// Only a peer that answers over mutual TLS (site credentials,
 			// reachable from here) gets a replica or a vote.
 			if perr := r.ping(a.Addr); perr != nil {
+				r.markBad(a.ID)
 				r.log.Debug("not adding an unreachable or foreign server", "op", a.Op, "server", a.ID, "err", perr)
 				continue
 			}
@@ -380,6 +400,36 @@ func (r *Raft) manage(peers []store.Peer) {
 			return
 		}
 		r.log.Info("raft membership changed", "op", a.Op, "server", a.ID)
+	}
+}
+
+// markBad notes that node was just seen unhealthy.
+func (r *Raft) markBad(node string) {
+	r.mu.Lock()
+	r.badAt[node] = time.Now()
+	r.mu.Unlock()
+}
+
+// watchHeartbeats marks the followers whose raft heartbeats fail, until
+// ctx is done: a non-voter that cannot keep up is not stable.
+func (r *Raft) watchHeartbeats(ctx context.Context) {
+	ch := make(chan raft.Observation, 16)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.FailedHeartbeatObservation)
+		return ok
+	})
+	rf := r.store.Raft()
+	rf.RegisterObserver(obs)
+	defer rf.DeregisterObserver(obs)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case o := <-ch:
+			if fh, ok := o.Data.(raft.FailedHeartbeatObservation); ok {
+				r.markBad(string(fh.PeerID))
+			}
+		}
 	}
 }
 

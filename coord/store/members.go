@@ -17,6 +17,21 @@ type Peer struct {
 	Left  bool
 	// Down is how long it has been failed (zero when alive).
 	Down time.Duration
+	// Up is how long it has been healthy without a break: alive in serf,
+	// answering over mutual TLS and keeping up with the leader's
+	// heartbeats. Zero when not healthy now.
+	Up time.Duration
+}
+
+// PromotePolicy holds the timings of PlanMembership.
+type PromotePolicy struct {
+	// DeadAfter is how long a failed server may stay before it is removed
+	// (and, if a voter, replaced).
+	DeadAfter time.Duration
+	// StableAfter is how long a non-voter must have been healthy (Peer.Up)
+	// before it is promoted, so that a node that flaps, or that has just
+	// come back, never takes a vote (autopilot's stabilization time).
+	StableAfter time.Duration
 }
 
 // Action is one raft membership change the leader makes.
@@ -46,11 +61,11 @@ func VoterTarget(n int) int {
 
 // PlanMembership decides how the raft configuration should change so that
 // every site node holds a replica (non-voters), the voter count stays at
-// VoterTarget, and dead voters are replaced by healthy non-voters. leader
-// is this node's id: it is never removed or demoted. deadAfter is how long
-// a failed server may stay before it is removed. This is the promoter the
-// stock autopilot lacks: it promotes only up to the target.
-func PlanMembership(cfg raft.Configuration, peers []Peer, leader string, deadAfter time.Duration) []Action {
+// VoterTarget, and dead voters are replaced by non-voters that have been
+// healthy for pol.StableAfter. leader is this node's id: it is never removed
+// or demoted. This is the promoter the stock autopilot lacks: it promotes
+// only up to the target.
+func PlanMembership(cfg raft.Configuration, peers []Peer, leader string, pol PromotePolicy) []Action {
 	byName := map[string]Peer{}
 	for _, p := range peers {
 		byName[p.Name] = p
@@ -69,7 +84,7 @@ func PlanMembership(cfg raft.Configuration, peers []Peer, leader string, deadAft
 			continue
 		}
 		p, known := byName[id]
-		if (known && p.Left) || (known && !p.Alive && p.Down >= deadAfter) {
+		if (known && p.Left) || (known && !p.Alive && p.Down >= pol.DeadAfter) {
 			acts = append(acts, Action{Op: ActRemove, ID: id})
 			removed[id] = true
 		}
@@ -104,7 +119,7 @@ func PlanMembership(cfg raft.Configuration, peers []Peer, leader string, deadAft
 		switch {
 		case s.Suffrage == raft.Voter && alive:
 			voters = append(voters, id)
-		case s.Suffrage == raft.Nonvoter && alive:
+		case s.Suffrage == raft.Nonvoter && alive && byName[id].Up >= pol.StableAfter:
 			nonvoters = append(nonvoters, id)
 		}
 	}

@@ -20,7 +20,7 @@ func srv(id string, voter bool) raft.Server {
 func alive(names ...string) []Peer {
 	var out []Peer
 	for _, n := range names {
-		out = append(out, Peer{Name: n, Addr: n + ":7947", Alive: true})
+		out = append(out, Peer{Name: n, Addr: n + ":7947", Alive: true, Up: time.Hour})
 	}
 	return out
 }
@@ -70,6 +70,18 @@ func TestPlanMembership(t *testing.T) {
 			[]string{"remove:n3"},
 		},
 		{
+			"a non-voter healthy for less than the window is not promoted",
+			raft.Configuration{Servers: []raft.Server{srv("n1", true), srv("n2", true), srv("n3", true), srv("n4", false), srv("n5", false)}},
+			append(alive("n1", "n2", "n5"), Peer{Name: "n3", Addr: "n3:7947", Down: time.Minute}, Peer{Name: "n4", Addr: "n4:7947", Alive: true, Up: 9 * time.Second}),
+			[]string{"remove:n3", "promote:n5"},
+		},
+		{
+			"no stable non-voter: the dead voter still goes, nobody is promoted",
+			raft.Configuration{Servers: []raft.Server{srv("n1", true), srv("n2", true), srv("n3", true), srv("n4", false)}},
+			append(alive("n1", "n2"), Peer{Name: "n3", Addr: "n3:7947", Down: time.Minute}, Peer{Name: "n4", Addr: "n4:7947", Alive: true}),
+			[]string{"remove:n3"},
+		},
+		{
 			"five voters at seven nodes",
 			raft.Configuration{Servers: []raft.Server{srv("n1", true), srv("n2", true), srv("n3", true), srv("n4", false), srv("n5", false), srv("n6", false), srv("n7", false)}},
 			alive("n1", "n2", "n3", "n4", "n5", "n6", "n7"),
@@ -84,7 +96,7 @@ func TestPlanMembership(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := acts(PlanMembership(tt.cfg, tt.peers, "n1", 30*time.Second))
+			got := acts(PlanMembership(tt.cfg, tt.peers, "n1", PromotePolicy{DeadAfter: 30 * time.Second, StableAfter: 10 * time.Second}))
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("got %v, want %v", got, tt.want)
 			}
@@ -102,13 +114,13 @@ func TestPlanMembershipConverges(t *testing.T) {
 		}
 		cfg := raft.Configuration{Servers: []raft.Server{srv(names[0], true)}}
 		for round := 0; round < 5; round++ {
-			a := PlanMembership(cfg, alive(names...), names[0], time.Minute)
+			a := PlanMembership(cfg, alive(names...), names[0], PromotePolicy{DeadAfter: time.Minute, StableAfter: time.Second})
 			if len(a) == 0 {
 				break
 			}
 			cfg = applyActions(cfg, a)
 		}
-		if a := PlanMembership(cfg, alive(names...), names[0], time.Minute); len(a) != 0 {
+		if a := PlanMembership(cfg, alive(names...), names[0], PromotePolicy{DeadAfter: time.Minute, StableAfter: time.Second}); len(a) != 0 {
 			t.Fatalf("n=%d: not converged: %v", n, acts(a))
 		}
 		voters := 0

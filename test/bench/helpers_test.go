@@ -297,25 +297,6 @@ func TestHelpers(t *testing.T) {
 		}
 	})
 
-	t.Run("setBootstrapExpect", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "edged.yaml")
-		if err := os.WriteFile(path, []byte("node: node1\nbootstrap_expect: 1\nsocket: /x\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := setBootstrapExpect(path, 3); err != nil {
-			t.Fatal(err)
-		}
-		if b, _ := os.ReadFile(path); string(b) != "node: node1\nbootstrap_expect: 3\nsocket: /x\n" {
-			t.Errorf("config now:\n%s", b)
-		}
-		if err := os.WriteFile(path, []byte("node: node1\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := setBootstrapExpect(path, 3); err == nil {
-			t.Error("a config without raft was taken")
-		}
-	})
-
 	t.Run("lastLine", func(t *testing.T) {
 		log := "==> Starting Serf agent...\n==> Joining cluster...(replay: false)\n==> 1 error occurred:\n\t* Failed to join 192.0.2.11:7946: connection refused\n\n"
 		if got := lastLine(log, "==> "); got != "==> 1 error occurred: * Failed to join 192.0.2.11:7946: connection refused" {

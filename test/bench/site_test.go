@@ -112,6 +112,7 @@ func newSite(b *testing.B, e *env, sys string, n int) *site {
 		cfg.Edged = e.edged
 	}
 	cfg.NoTLS = sys == sysEdgedNoRaft
+	cfg.BootstrapExpect = min(3, n) // what a lab of n nodes gets
 	l, err := lab.Up(ctx, cfg)
 	if err != nil {
 		os.RemoveAll(dir)
@@ -141,15 +142,6 @@ func newSite(b *testing.B, e *env, sys string, n int) *site {
 		}
 		if want := (lab.Config{}).NodeAddr(i + 1); node.Addr != want {
 			b.Fatalf("add %s: address %s, want %s", name, node.Addr, want)
-		}
-		if sys == sysEdged {
-			// A lab made with no nodes writes bootstrap_expect: 1 into every
-			// node it adds, so each would bootstrap a raft group of its own.
-			// Write what a lab of n nodes gets (min(3, n)) before the
-			// wrapper lets edged read it.
-			if err := setBootstrapExpect(node.Config, min(3, n)); err != nil {
-				b.Fatalf("%s: %v", name, err)
-			}
 		}
 	}
 	if s.tail, err = newTailer(); err != nil {
@@ -218,26 +210,6 @@ func (s *site) keepLogs(dir string) {
 			}
 		}
 	}
-}
-
-// setBootstrapExpect rewrites the bootstrap_expect line of a node config.
-func setBootstrapExpect(path string, k int) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	lines := strings.Split(string(b), "\n")
-	found := false
-	for i, l := range lines {
-		if strings.HasPrefix(l, "bootstrap_expect:") {
-			lines[i] = fmt.Sprintf("bootstrap_expect: %d", k)
-			found = true
-		}
-	}
-	if !found {
-		return fmt.Errorf("%s has no bootstrap_expect line: raft would be off", path)
-	}
-	return os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o644)
 }
 
 // release lets k waiting wrappers exec their command.

@@ -841,8 +841,8 @@ func TestChangesOnASite(t *testing.T) {
 			if st.Raft != nil && slices.Contains(st.Raft.Voters, small[1]) {
 				t.Fatalf("PRODUCT BUG (timing-dependent): the 3 side has no quorum: its raft configuration has voters %v, "+
 					"including %s, a non-voter on the other side of the partition: when the voter %s was marked failed, the "+
-					"3 side's new leader promoted %s (serf did not see it failed yet; coord/store PlanMembership promotes any "+
-					"serf-alive non-voter at once), and with 2 of 4 voters reachable nobody can be elected until the heal. "+
+					"3 side's new leader promoted %s although it could not reach it (coord.Raft.manage pings a non-voter before "+
+					"promoting it and coord/store PlanMembership wants it healthy for StableAfter), and with 2 of 4 voters reachable nobody can be elected until the heal. "+
 					"apply on the 3 side: exit %d: %s", st.Raft.Voters, small[1], small[0], small[1], code, stderr)
 			}
 			t.Fatalf("apply on the 3 side: exit %d: %s%s (raft %+v)", code, stderr, out, st.Raft)

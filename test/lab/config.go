@@ -64,6 +64,10 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// NoTLS leaves site credentials out: raft stays off on every node.
 	NoTLS bool
+	// BootstrapExpect is written as bootstrap_expect in every node config
+	// with credentials, also in nodes added later; default min(3, Nodes), at
+	// least 1. A lab made with no nodes that AddNode fills should set it.
+	BootstrapExpect int
 	// Logger receives the lab's progress; nil discards.
 	Logger *slog.Logger
 }
@@ -135,6 +139,9 @@ func (c Config) Validate() error {
 	case "", "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("lab: config: log level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	if c.BootstrapExpect < 0 {
+		return fmt.Errorf("lab: config: bootstrap expect %d is negative", c.BootstrapExpect)
 	}
 	if c.ReadyTimeout < 0 {
 		return fmt.Errorf("lab: config: ready timeout %v is negative", c.ReadyTimeout)

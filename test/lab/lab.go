@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -161,7 +162,7 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 			LogLevel:        cfg.LogLevel,
 			KeyFile:         filepath.Join(dir, keyFile),
 			ReadyTimeout:    cfg.ReadyTimeout.String(),
-			BootstrapExpect: min(3, max(cfg.Nodes, 1)),
+			BootstrapExpect: cmp.Or(cfg.BootstrapExpect, min(3, max(cfg.Nodes, 1))),
 			Env:             cfg.Env,
 		},
 	}

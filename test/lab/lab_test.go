@@ -39,6 +39,7 @@ func TestConfigValidate(t *testing.T) {
 		{"small subnet full", func(c *Config) { c.Subnet = netip.MustParsePrefix("192.0.2.0/27"); c.Nodes = 21 }, "nodes 21"},
 		{"gossip port", func(c *Config) { c.GossipPort = 70000 }, "gossip port"},
 		{"log level", func(c *Config) { c.LogLevel = "loud" }, "log level"},
+		{"bootstrap expect", func(c *Config) { c.BootstrapExpect = -1 }, "bootstrap expect -1"},
 		{"env", func(c *Config) { c.Env = []string{"NOEQUALS"} }, "env"},
 		{"long dir", func(c *Config) { c.Dir = "/" + strings.Repeat("d", 100) }, "socket path"},
 	}
@@ -729,4 +730,23 @@ func TestSerfInterop(t *testing.T) {
 		m1, m3 := members("s1"), members("s3")
 		return m1["s2"] == "alive" && m1["s3"] == "failed" && m3["s1"] == "failed" && m3["s2"] == "failed"
 	})
+}
+
+// The bootstrap_expect line: the lab's figure with credentials, none without.
+func TestNodeYAMLBootstrapExpect(t *testing.T) {
+	n := nodeState{Name: "node4", Dir: "/l/node4", Socket: "/l/node4/edged.sock"}
+	for _, tt := range []struct {
+		c    nodeConf
+		want string
+	}{
+		{nodeConf{site: "lab", tlsDir: "/l/ca", bootstrapExpect: 3}, "bootstrap_expect: 3\n"},
+		{nodeConf{site: "lab", tlsDir: "/l/ca"}, "bootstrap_expect: 1\n"},
+		{nodeConf{site: "lab"}, ""},
+	} {
+		got := string(nodeYAML(n, tt.c, 7946, ""))
+		has := strings.Contains(got, "bootstrap_expect:")
+		if tt.want == "" && has || tt.want != "" && !strings.Contains(got, tt.want) {
+			t.Errorf("%+v: config\n%s\nwant %q", tt.c, got, tt.want)
+		}
+	}
 }
