@@ -24,12 +24,14 @@ debs=(
 	python3-pymodbus       # independent Modbus RTU slave
 	python3-serial-asyncio # pymodbus serial transport
 	mbpoll                 # independent Modbus RTU master
+	etcd-server            # make bench: the raft anchor (a 3-member etcd)
+	etcd-client            # etcdctl: its writer and watchers
 )
 
 # Commands (or python modules) that must exist once the packages are in.
 checks=(
 	"ip" "nft" "socat" "avahi-daemon" "avahi-browse" "dbus-daemon" "ping"
-	"systemd-analyze" "ps" "pgrep" "qemu-aarch64" "qemu-arm" "mbpoll"
+	"systemd-analyze" "ps" "pgrep" "qemu-aarch64" "qemu-arm" "mbpoll" "etcd" "etcdctl"
 )
 pymods=(pymodbus serial_asyncio)
 
@@ -78,6 +80,11 @@ if ((${#missing[@]} > 0)); then
 		log "installing: ${missing[*]}"
 		apt_get update || problem "apt-get update failed"
 		apt_get install -y --no-install-recommends "${missing[@]}" || problem "apt-get install failed"
+		# The package starts a system etcd where systemd runs; the benchmark
+		# runs its own in the lab's namespaces and wants none left behind.
+		if [[ " ${missing[*]} " == *" etcd-server "* && -d /run/systemd/system ]]; then
+			systemctl disable --now etcd.service >/dev/null 2>&1 || true
+		fi
 	else
 		log "warning: missing Debian packages (as root: apt-get install ${missing[*]})"
 	fi

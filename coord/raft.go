@@ -144,6 +144,7 @@ func NewRaft(cfg RaftConfig, members *Membership) (*Raft, error) {
 	r.mux, r.store = mux, st
 	mux2 := http.NewServeMux()
 	mux2.HandleFunc("POST /rpc/v1/apply", r.handleApply)
+	mux2.HandleFunc("POST /rpc/v1/readindex", r.handleReadIndex)
 	mux2.HandleFunc("POST /rpc/v1/ping", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte("{}"))
@@ -523,6 +524,93 @@ func (r *Raft) Apply(ctx context.Context, cmd store.Command) (store.Result, erro
 		return out.Result, store.ResultError(out.Error)
 	}
 	return out.Result, nil
+}
+
+// Sync waits until this node's replica holds every entry the leader had
+// committed when Sync was called (a read index, as in the raft thesis),
+// so that a read that follows sees every write that finished before it
+// began, whichever node made it. It fails with store.ErrNoQuorum when no
+// leader answers.
+func (r *Raft) Sync(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, forwardTimeout)
+	defer cancel()
+	var index uint64
+	if r.store.IsLeader() {
+		var err error
+		if index, err = r.readIndex(); err != nil {
+			return err
+		}
+	} else {
+		addr, _ := r.store.Leader()
+		if addr == "" {
+			return store.ErrNoQuorum
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/rpc/v1/readindex", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := r.mux.RPCClient().Do(req)
+		if err != nil {
+			return fmt.Errorf("%w (leader %s: %v)", store.ErrNoQuorum, addr, err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Index uint64 `json:"index"`
+			rpcAnswer
+		}
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&out); err != nil {
+			return fmt.Errorf("raft rpc: leader %s: %w", addr, err)
+		}
+		if out.Error != "" {
+			return fmt.Errorf("%w (%s)", store.ErrNoQuorum, out.Error)
+		}
+		index = out.Index
+	}
+	// Entries that change nothing in the FSM (no-ops, configurations) move
+	// the applied index without a change notification: look again now and
+	// then as well.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ch := r.store.Changed()
+		if r.store.Raft().AppliedIndex() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("%w (this node's replica is behind the leader: index %d of %d)", store.ErrNoQuorum, r.store.Raft().AppliedIndex(), index)
+		}
+	}
+}
+
+// readIndex is, on the leader, the index of the last command it applied,
+// after a barrier: the barrier commits in this leader's term (so a leader
+// just elected has applied everything its predecessors committed) and
+// proves that a quorum still follows it. Not the commit index: that is
+// the barrier's, which followers learn of only at the next AppendEntries.
+func (r *Raft) readIndex() (uint64, error) {
+	if err := r.store.Raft().Barrier(forwardTimeout).Error(); err != nil {
+		return 0, fmt.Errorf("%w (%v)", store.ErrNoQuorum, err)
+	}
+	return r.store.Index(), nil
+}
+
+func (r *Raft) handleReadIndex(w http.ResponseWriter, _ *http.Request) {
+	var ans struct {
+		Index uint64 `json:"index"`
+		rpcAnswer
+	}
+	if !r.store.IsLeader() {
+		ans.Error, ans.NoQuorum = "not the leader", true
+	} else if idx, err := r.readIndex(); err != nil {
+		ans.Error, ans.NoQuorum = err.Error(), true
+	} else {
+		ans.Index = idx
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(ans)
 }
 
 type rpcAnswer struct {

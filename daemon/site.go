@@ -131,7 +131,7 @@ type plan struct {
 	warnings []string
 }
 
-func (d *Daemon) planChange(req api.ApplyRequest) (*plan, int, error) {
+func (d *Daemon) planChange(ctx context.Context, req api.ApplyRequest) (*plan, int, error) {
 	if d.raft == nil {
 		return nil, http.StatusConflict, errNoRaft
 	}
@@ -146,8 +146,10 @@ func (d *Daemon) planChange(req api.ApplyRequest) (*plan, int, error) {
 	if err := doc.CheckSite(d.cfg.Site); err != nil {
 		return nil, http.StatusBadRequest, err
 	}
-	if leader, _ := d.raft.Store().Leader(); leader == "" {
-		return nil, http.StatusServiceUnavailable, store.ErrNoQuorum
+	// Plan against the site as it is now, not as this replica last heard:
+	// a change that another node just finished must be the base.
+	if err := d.raft.Sync(ctx); err != nil {
+		return nil, http.StatusServiceUnavailable, err
 	}
 	st := d.raft.Store().State()
 	if req.Base != nil && *req.Base != st.Confirmed {
@@ -186,7 +188,7 @@ func (d *Daemon) handleDiff(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	p, code, err := d.planChange(req)
+	p, code, err := d.planChange(r.Context(), req)
 	if err != nil {
 		writeErr(w, code, err)
 		return
@@ -254,7 +256,7 @@ func (d *Daemon) handleApply(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	p, code, err := d.planChange(req)
+	p, code, err := d.planChange(r.Context(), req)
 	if err != nil {
 		writeErr(w, code, err)
 		return
@@ -419,6 +421,10 @@ func (d *Daemon) handleConfirm(w http.ResponseWriter, r *http.Request) {
 func (d *Daemon) handleRollback(w http.ResponseWriter, r *http.Request) {
 	var req api.RollbackRequest
 	if !d.siteRequest(w, r, &req) {
+		return
+	}
+	if err := d.raft.Sync(r.Context()); err != nil {
+		writeErr(w, http.StatusServiceUnavailable, err)
 		return
 	}
 	st := d.raft.Store().State()

@@ -127,6 +127,13 @@ func (f *FSM) Active() string {
 	return f.st.Active
 }
 
+// Index returns the raft index of the last command applied.
+func (f *FSM) Index() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st.Index
+}
+
 // Changed returns a channel closed at the next applied command.
 func (f *FSM) Changed() <-chan struct{} {
 	f.mu.Lock()

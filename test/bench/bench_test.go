@@ -86,6 +86,7 @@ func needRoot(tb testing.TB) {
 type env struct {
 	settings
 	edged    string
+	edgectl  string
 	serf     string
 	dir      string
 	wrapper  string // gate + start stamp, then exec
@@ -139,17 +140,19 @@ func newEnv(b *testing.B, s settings) *env {
 			b.Fatal(err)
 		}
 	}
-	if bin := os.Getenv("EDGE_BIN"); bin != "" {
-		e.edged = filepath.Join(bin, "edged")
-	} else {
-		out, err := exec.Command("go", "build", "-o", dir+"/", "edge/cmd/edged").CombinedOutput()
+	bin := os.Getenv("EDGE_BIN")
+	if bin == "" {
+		bin = dir
+		out, err := exec.Command("go", "build", "-o", dir+"/", "edge/cmd/edged", "edge/cmd/edgectl").CombinedOutput()
 		if err != nil {
-			b.Fatalf("build edged: %v\n%s", err, out)
+			b.Fatalf("build edged and edgectl: %v\n%s", err, out)
 		}
-		e.edged = filepath.Join(dir, "edged")
 	}
-	if _, err := os.Stat(e.edged); err != nil {
-		b.Fatalf("edged: %v (make build, or set EDGE_BIN)", err)
+	e.edged, e.edgectl = filepath.Join(bin, "edged"), filepath.Join(bin, "edgectl")
+	for _, p := range []string{e.edged, e.edgectl} {
+		if _, err := os.Stat(p); err != nil {
+			b.Fatalf("%v (make build, or set EDGE_BIN)", err)
+		}
 	}
 	e.serf = findSerf()
 	return e

@@ -299,7 +299,13 @@ func containsInt(s []int, v int) bool {
 // writeReport writes rep to dir/<date>-<commit>.json and dir/latest.json and
 // returns the first path.
 func writeReport(dir string, rep report) (string, error) {
-	b, err := json.MarshalIndent(rep, "", "  ")
+	return writeJSON(dir, "", rep.Date+"-"+rep.Commit, rep)
+}
+
+// writeJSON writes v to dir/<prefix><name>.json and dir/<prefix>latest.json,
+// each through a temporary file, and returns the first path.
+func writeJSON(dir, prefix, name string, v any) (string, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return "", err
 	}
@@ -307,8 +313,8 @@ func writeReport(dir string, rep report) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	name := filepath.Join(dir, rep.Date+"-"+rep.Commit+".json")
-	for _, p := range []string{name, filepath.Join(dir, "latest.json")} {
+	path := filepath.Join(dir, prefix+name+".json")
+	for _, p := range []string{path, filepath.Join(dir, prefix+"latest.json")} {
 		tmp := p + ".tmp"
 		if err := os.WriteFile(tmp, b, 0o644); err != nil {
 			return "", err
@@ -317,5 +323,5 @@ func writeReport(dir string, rep report) (string, error) {
 			return "", err
 		}
 	}
-	return name, nil
+	return path, nil
 }

@@ -86,6 +86,27 @@ func TestChangesOnASite(t *testing.T) {
 		}
 	})
 
+	t.Run("back-to-back applies from different nodes each build on the last", func(t *testing.T) {
+		b := settle(t, l)
+		// Each apply starts right after the previous one, made on another
+		// node, confirmed: the new one must take it as its base even when
+		// this node's replica has not heard of the confirm yet.
+		gen := b.gen
+		for i := range 6 {
+			node := all[i%len(all)]
+			doc := siteDoc("confirm_timeout: 30s", fmt.Sprintf(`"*": {radio0: {power_dbm: %d}}`, 21+i))
+			out, stderr, code := edgectlOn(t, l, node, "apply", "-f", writeDoc(t, "site.yaml", doc), "--auto-confirm", "--json")
+			if code != 0 {
+				t.Fatalf("apply %d on %s, right after generation %d was confirmed elsewhere: exit %d: %s", i+1, node, gen, code, stderr)
+			}
+			ch := decode[api.Change](t, "apply --json", out)
+			if ch.State != "confirmed" || ch.Base != gen {
+				t.Fatalf("apply %d on %s: %s, want confirmed on base %d", i+1, node, describeChange(ch), gen)
+			}
+			gen = ch.Gen
+		}
+	})
+
 	t.Run("a value one node's device refuses rejects the change, nothing moves", func(t *testing.T) {
 		b := settle(t, l)
 		doc := siteDoc("confirm_timeout: 30s", `"*": {radio0: {power_dbm: 26}}`, `node3: {radio0: {power_dbm: 99}}`)
