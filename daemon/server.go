@@ -96,7 +96,9 @@ func (s *server) listen(path string) error {
 		return fmt.Errorf("api: chmod %s: %w", path, err)
 	}
 	if g, err := user.LookupGroup("edged"); err == nil {
-		if gid, err := strconv.Atoi(g.Gid); err == nil {
+		// Under the systemd unit (Group=edged) the socket has the group
+		// already, and the unit's system call filter refuses chown.
+		if gid, err := strconv.Atoi(g.Gid); err == nil && !hasGroup(path, gid) {
 			if err := os.Chown(path, -1, gid); err != nil {
 				s.log.Warn("cannot give the API socket to group edged", "socket", path, "err", err)
 			}
@@ -104,6 +106,16 @@ func (s *server) listen(path string) error {
 	}
 	s.ln = ln
 	return nil
+}
+
+// hasGroup reports whether path belongs to group gid.
+func hasGroup(path string, gid int) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Gid) == gid
 }
 
 // serve answers requests until close.

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -64,6 +67,9 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintf(w, "config\t%s\n", line)
 	}
+	if line := mixedVersions(st.Members); line != "" {
+		fmt.Fprintf(w, "warning\t%s\n", line)
+	}
 	fmt.Fprintf(w, "members\t%d alive, %d suspect, %d failed, %d left\n",
 		counts[api.StatusAlive], counts[api.StatusSuspect], counts[api.StatusFailed], counts[api.StatusLeft])
 	if err := w.Flush(); err != nil {
@@ -78,6 +84,32 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintln(e.stdout)
 	return printDevices(e.stdout, st.Devices)
+}
+
+// mixedVersions warns when the site's edged nodes (those not gone) run
+// more than one release, most common first: "" when they all run one.
+func mixedVersions(members []api.Member) string {
+	count := map[string]int{}
+	for _, m := range members {
+		if m.Tags[api.TagRole] != api.RoleEdged || m.Status == api.StatusLeft {
+			continue
+		}
+		v := m.Tags[api.TagVersion]
+		if v == "" {
+			v = "unknown"
+		}
+		count[v]++
+	}
+	if len(count) < 2 {
+		return ""
+	}
+	vs := slices.Collect(maps.Keys(count))
+	slices.SortFunc(vs, func(a, b string) int { return cmp.Or(count[b]-count[a], strings.Compare(a, b)) })
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = fmt.Sprintf("%s on %d", v, count[v])
+	}
+	return "mixed releases: " + strings.Join(parts, ", ") + " nodes (see edgectl members)"
 }
 
 func printJSON(w io.Writer, v any) error {

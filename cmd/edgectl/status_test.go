@@ -103,3 +103,23 @@ func TestStatus(t *testing.T) {
 		checkGolden(t, "status.golden", stdout)
 	})
 }
+
+func TestMixedVersions(t *testing.T) {
+	m := func(name, status, version string) api.Member {
+		return api.Member{Name: name, Status: status, Tags: map[string]string{api.TagRole: api.RoleEdged, api.TagVersion: version}}
+	}
+	same := []api.Member{m("a", api.StatusAlive, "1.2.0"), m("b", api.StatusFailed, "1.2.0")}
+	if got := mixedVersions(same); got != "" {
+		t.Errorf("one release: %q", got)
+	}
+	// A node that left and an outsider (a stock serf agent) do not count.
+	serf := api.Member{Name: "serf", Status: api.StatusAlive, Tags: map[string]string{}}
+	if got := mixedVersions(append(same, m("old", api.StatusLeft, "1.1.0"), serf)); got != "" {
+		t.Errorf("left node and outsider counted: %q", got)
+	}
+	mixed := append(same, m("c", api.StatusAlive, "1.3.0"), m("d", api.StatusAlive, ""))
+	want := "mixed releases: 1.2.0 on 2, 1.3.0 on 1, unknown on 1 nodes (see edgectl members)"
+	if got := mixedVersions(mixed); got != want {
+		t.Errorf("mixed:\n got %q\nwant %q", got, want)
+	}
+}

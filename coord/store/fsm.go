@@ -162,7 +162,7 @@ func apply(st *State, cmd *Command, index uint64) Result {
 	case OpPropose:
 		return applyPropose(st, cmd, index)
 	case OpNode:
-		c := st.Change(cmd.ChangeID)
+		c := st.own(cmd.ChangeID)
 		if c == nil || Final(c.State) {
 			return Result{Err: fmt.Sprintf("%v: change %s is not in progress", ErrBadCommand, cmd.ChangeID)}
 		}
@@ -179,7 +179,7 @@ func apply(st *State, cmd *Command, index uint64) Result {
 		c.Updated = cmd.Time
 		return Result{}
 	case OpAdvance:
-		c := st.Change(cmd.ChangeID)
+		c := st.own(cmd.ChangeID)
 		if c == nil || Final(c.State) {
 			return Result{Err: fmt.Sprintf("%v: change %s is not in progress", ErrBadCommand, cmd.ChangeID)}
 		}
@@ -200,10 +200,11 @@ func apply(st *State, cmd *Command, index uint64) Result {
 		}
 		return Result{}
 	case OpConfirm:
-		c := st.ActiveChange()
+		id := st.Active
 		if cmd.ChangeID != "" {
-			c = st.Change(cmd.ChangeID)
+			id = cmd.ChangeID
 		}
+		c := st.own(id)
 		if c == nil {
 			return Result{Err: fmt.Sprintf("%v: no change waits for a confirmation", ErrConflict)}
 		}

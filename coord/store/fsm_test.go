@@ -229,3 +229,30 @@ type memSink struct{ *bytes.Buffer }
 func (s *memSink) ID() string    { return "mem" }
 func (s *memSink) Cancel() error { return errors.New("cancelled") }
 func (s *memSink) Close() error  { return nil }
+
+// A state handed out never changes afterwards: the FSM replaces what it
+// modifies, so readers hold a consistent snapshot without a deep copy.
+func TestStateSnapshotsStayPut(t *testing.T) {
+	f := NewFSM()
+	applyCmd(t, f, 1, proposeCmd("c1", 0, "n1", "n2"))
+	before := f.State()
+	applyCmd(t, f, 2, Command{Op: OpNode, Time: t0.Add(time.Second), ChangeID: "c1", Node: "n1", Phase: PhaseValid})
+	applyCmd(t, f, 3, Command{Op: OpNode, Time: t0, ChangeID: "c1", Node: "n2", Phase: PhaseValid})
+	applyCmd(t, f, 4, Command{Op: OpAdvance, Time: t0, ChangeID: "c1", State: Applying, Phase: PhaseApplying, Nodes: []string{"n1", "n2"}})
+	mid := f.State()
+	applyCmd(t, f, 5, Command{Op: OpAdvance, Time: t0, ChangeID: "c1", State: Applied, ConfirmBy: t0.Add(time.Minute)})
+	applyCmd(t, f, 6, Command{Op: OpConfirm, Time: t0, Node: "n1"})
+	after := f.State()
+
+	c := before.Change("c1")
+	if c.State != Proposed || len(c.History) != 1 || c.Nodes["n1"].Phase != PhaseValidating || !c.Updated.Equal(t0) || before.Active != "c1" {
+		t.Errorf("the state taken after the proposal changed: %s, %d transitions, n1 %s, updated %v, active %q",
+			c.State, len(c.History), c.Nodes["n1"].Phase, c.Updated, before.Active)
+	}
+	if c := mid.Change("c1"); c.State != Applying || c.Nodes["n2"].Phase != PhaseApplying || mid.Confirmed != 0 {
+		t.Errorf("the state taken while applying changed: %s, n2 %s, confirmed %d", c.State, c.Nodes["n2"].Phase, mid.Confirmed)
+	}
+	if c := after.Change("c1"); c.State != Confirmed || after.Confirmed != 1 || after.Active != "" {
+		t.Errorf("after the confirm: %s, confirmed %d, active %q", c.State, after.Confirmed, after.Active)
+	}
+}

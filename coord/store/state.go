@@ -1,6 +1,7 @@
 package store
 
 import (
+	"maps"
 	"slices"
 	"time"
 )
@@ -168,16 +169,16 @@ func (s *State) DesiredGen(node string) (uint64, *Change) {
 }
 
 // Clone deep-copies the state.
+//
+// Changes and documents are shared, not copied: the FSM never modifies a
+// Change or a Doc it has handed out, it replaces it with a modified copy
+// (State.own). So a clone costs a slice and a map of pointers, whatever
+// the length of the history, and callers must not modify what they get.
 func (s *State) Clone() *State {
 	out := &State{Generation: s.Generation, Confirmed: s.Confirmed, Active: s.Active, Index: s.Index,
-		Docs: make(map[uint64]*Doc, len(s.Docs)), Locks: make(map[string]*Lock, len(s.Locks))}
-	for k, d := range s.Docs {
-		dd := *d
-		dd.Raw = slices.Clone(d.Raw)
-		out.Docs[k] = &dd
-	}
-	for _, c := range s.Changes {
-		out.Changes = append(out.Changes, c.clone())
+		Docs: maps.Clone(s.Docs), Changes: slices.Clone(s.Changes), Locks: make(map[string]*Lock, len(s.Locks))}
+	if out.Docs == nil {
+		out.Docs = map[uint64]*Doc{}
 	}
 	for k, l := range s.Locks {
 		ll := &Lock{Limit: l.Limit, Holders: make(map[string]*Holder, len(l.Holders))}
@@ -188,6 +189,18 @@ func (s *State) Clone() *State {
 		out.Locks[k] = ll
 	}
 	return out
+}
+
+// own returns the change with id ready to be modified: a copy that
+// replaces it in s, so that states handed out before keep the old one.
+func (s *State) own(id string) *Change {
+	for i, c := range s.Changes {
+		if c.ID == id {
+			s.Changes[i] = c.clone()
+			return s.Changes[i]
+		}
+	}
+	return nil
 }
 
 func (c *Change) clone() *Change {

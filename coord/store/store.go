@@ -49,8 +49,8 @@ func DefaultConfig() Config {
 		// to twice that) stands for election: 700 ms replaces a dead leader
 		// within ~1.5 s (the goal is 2 s; 1 s measured up to 2.7 s). The
 		// leader sends heartbeats every HeartbeatTimeout/10.
-		HeartbeatTimeout:   700 * time.Millisecond,
-		ElectionTimeout:    700 * time.Millisecond,
+		HeartbeatTimeout: 700 * time.Millisecond,
+		ElectionTimeout:  700 * time.Millisecond,
 		// A leader that hears from no quorum for this long steps down: as
 		// long as the heartbeat timeout, so that a busy leader is not
 		// deposed sooner than a dead one.
