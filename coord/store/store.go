@@ -162,6 +162,28 @@ func (s *Store) announcer() {
 			return
 		case <-s.nudge:
 		}
+		// Commands that follow within announceQuiet carry the commit index
+		// themselves: wait for a pause (at most announceMax) so that a burst,
+		// or a client's command right after another, pays for no barrier.
+		quiet := time.NewTimer(announceQuiet)
+		limit := time.NewTimer(announceMax)
+	wait:
+		for {
+			select {
+			case <-s.done:
+				quiet.Stop()
+				limit.Stop()
+				return
+			case <-s.nudge:
+				quiet.Reset(announceQuiet)
+			case <-quiet.C:
+				break wait
+			case <-limit.C:
+				break wait
+			}
+		}
+		quiet.Stop()
+		limit.Stop()
 		if s.raft.State() != raft.Leader {
 			continue
 		}
@@ -170,6 +192,14 @@ func (s *Store) announcer() {
 		_ = s.raft.Barrier(s.cfg.ApplyTimeout).Error()
 	}
 }
+
+// The announcer's pause: followers learn of a commit at most about
+// announceQuiet after the last command of a burst (announceMax into a
+// long one), instead of raft's idle CommitTimeout.
+const (
+	announceQuiet = 5 * time.Millisecond
+	announceMax   = 50 * time.Millisecond
+)
 
 // announce wakes the announcer (without blocking).
 func (s *Store) announce() {

@@ -464,7 +464,9 @@ func (c *changeBench) commitPhase() {
 		failed := 0
 		cl := c.clients[x.node]
 		for i := 0; i < c.s.commits; i++ {
-			req := api.LockRequest{Name: "bench-commit", Holder: fmt.Sprintf("bench-%d", i), Limit: 1}
+			// A lock of its own per try: a try that times out after its
+			// commit leaves a holder behind, which must not block the rest.
+			req := api.LockRequest{Name: fmt.Sprintf("bench-commit-%s-%d", x.node, i), Holder: "bench", Limit: 1}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			t0 := time.Now()
 			_, err := cl.Lock(ctx, req)
@@ -567,10 +569,12 @@ func (c *changeBench) failoverPhase() {
 			break
 		}
 		var wrote time.Duration
+		var lastErr error
 		for i := 0; time.Since(t0) < 30*time.Second; i++ {
-			req := api.LockRequest{Name: "bench-failover", Holder: fmt.Sprintf("probe-%d-%d", round, i), Limit: 1}
+			req := api.LockRequest{Name: fmt.Sprintf("bench-failover-%d-%d", round, i), Holder: "probe", Limit: 1}
 			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 			_, err := c.clients[probe].Lock(ctx, req)
+			lastErr = err
 			if err == nil {
 				wrote = time.Since(t0)
 				_ = c.clients[probe].Unlock(ctx, req)
@@ -581,7 +585,7 @@ func (c *changeBench) failoverPhase() {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if wrote == 0 {
-			c.note("failover %d: no write committed within 30 s of killing %s", round+1, old)
+			c.note("failover %d: no write committed within 30 s of killing %s (last error: %v)", round+1, old, lastErr)
 		} else {
 			first = append(first, wrote)
 		}
