@@ -15,6 +15,7 @@ import (
 
 	"edge/daemon"
 	"edge/daemon/api"
+	"edge/systemd"
 )
 
 // exitConfig (EX_CONFIG) tells systemd not to restart: the config must change.
@@ -56,7 +57,12 @@ func run(configPath string) int {
 			return a
 		}
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, opts))
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if os.Getenv("JOURNAL_STREAM") != "" {
+		// Each line carries its priority, which journald reads.
+		h = systemd.NewJournalHandler(os.Stderr, opts)
+	}
+	log := slog.New(h)
 
 	cfg, err := daemon.LoadConfig(configPath)
 	if err != nil {
