@@ -24,6 +24,7 @@ var errNoRaft = errors.New("the site config is not available on this node: raft 
 
 // siteHandlers adds the site-config endpoints to the local API.
 func (d *Daemon) siteHandlers(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+api.PathConfig, d.handleConfig)
 	mux.HandleFunc("POST "+api.PathApply, d.handleApply)
 	mux.HandleFunc("POST "+api.PathDiff, d.handleDiff)
 	mux.HandleFunc("GET "+api.PathChanges, d.handleChanges)

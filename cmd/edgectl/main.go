@@ -33,20 +33,21 @@ type env struct {
 var errUsage = errors.New("usage")
 
 var commands = []command{
-	{"status", "show this node and the site at a glance", runStatus},
-	{"members", "list the members of the site's cluster", runMembers},
-	{"devices", "show this node's devices: state, sync, drift, last error", runDevices},
-	{"apply", "change the site config: apply -f site.yaml [--base N] [--auto-confirm] [--allow-missing]", runApply},
-	{"diff", "show what a site document would change, per node, with the native commands", runDiff},
-	{"confirm", "confirm the tentative change (else every node reverts at the timeout)", runConfirm},
-	{"rollback", "roll back the change in progress, or return to a generation: rollback [--to GEN]", runRollback},
-	{"changes", "list changes, or show one with its progress per node: changes [ID] [-w]", runChanges},
-	{"history", "list the site config generations", runHistory},
-	{"events", "stream the site's events: members, changes, devices (--no-follow, --json)", runEvents},
-	{"lock", "run a command under a site-wide lock: lock NAME [--limit N] -- CMD ...", runLock},
-	{"unlock", "free a lock held by a command that died: unlock NAME [--holder H]", runUnlock},
-	{"keygen", "print a new gossip key (base64, 32 bytes)", runKeygen},
-	{"tls", "make the site CA and node certificates for mutual TLS", runTLS},
+	{"status", "this node and the site at a glance", runStatus},
+	{"members", "the members of the site's cluster", runMembers},
+	{"devices", "this node's devices: state, sync, drift, errors", runDevices},
+	{"apply", "change the site config: apply -f site.yaml", runApply},
+	{"diff", "what a site document would change, per node", runDiff},
+	{"confirm", "keep the tentative change (else all revert)", runConfirm},
+	{"rollback", "undo the change in progress, or [--to GEN]", runRollback},
+	{"changes", "changes, or one with its progress: [ID] [-w]", runChanges},
+	{"history", "the site config generations", runHistory},
+	{"events", "the site's events: members, changes, devices", runEvents},
+	{"lock", "run a command under a site-wide lock", runLock},
+	{"unlock", "free a lock whose holder died", runUnlock},
+	{"support-bundle", "a tarball of state, config and logs for support", runBundle},
+	{"keygen", "print a new gossip key", runKeygen},
+	{"tls", "make the site CA and node certificates", runTLS},
 	{"version", "print the version", runVersion},
 }
 
@@ -110,10 +111,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: edgectl [--socket PATH] COMMAND [--json]")
 	fmt.Fprintln(w, "\ncommands:")
+	width := 0
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		width = max(width, len(c.name))
 	}
-	fmt.Fprintf(w, "\n--socket defaults to %s. Exit codes: 0 ok, 1 error (one line on stderr), 2 bad usage.\n", client.DefaultSocket)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\n--socket defaults to %s.\n", client.DefaultSocket)
+	fmt.Fprintln(w, "Exit codes: 0 ok, 1 error (one line on stderr), 2 bad usage.")
+	fmt.Fprintln(w, "edgectl COMMAND --help shows a command's flags.")
 }
 
 // parseFlags parses a subcommand's flags; extra arguments are a usage error.

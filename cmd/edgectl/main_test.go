@@ -190,3 +190,17 @@ func TestUnreachable(t *testing.T) {
 		})
 	}
 }
+
+// The help fits an 80-column terminal.
+func TestHelpFits80Columns(t *testing.T) {
+	code, stdout, stderr := edgectl(t, "--help")
+	text := stdout + stderr
+	if code != 0 || !strings.Contains(text, "support-bundle") {
+		t.Fatalf("edgectl --help: exit %d:\n%s", code, text)
+	}
+	for _, l := range lines(text) {
+		if len(l) > 80 {
+			t.Errorf("%d columns: %q", len(l), l)
+		}
+	}
+}

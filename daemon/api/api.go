@@ -134,4 +134,15 @@ const (
 	PathStatus  = "/v1/status"
 	PathMembers = "/v1/members"
 	PathDevices = "/v1/devices"
+	// PathConfig answers the node config file as it is on disk, with the
+	// values of secret-looking keys redacted (for support bundles).
+	PathConfig = "/v1/config"
 )
+
+// ConfigFile is the answer of GET /v1/config.
+type ConfigFile struct {
+	Path string `json:"path"`
+	Text string `json:"text"`
+	// Redacted lists the keys whose values were replaced by "<redacted>".
+	Redacted []string `json:"redacted"`
+}

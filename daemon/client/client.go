@@ -210,6 +210,21 @@ func (c *Client) Unlock(ctx context.Context, req api.LockRequest) error {
 	return c.do(ctx, http.MethodDelete, api.PathLock, nil, req, &out)
 }
 
+// Get returns the raw answer of a GET of path (any endpoint of the API,
+// /debug/pprof/ included).
+func (c *Client) Get(ctx context.Context, path string, q url.Values) ([]byte, error) {
+	var raw []byte
+	err := c.do(ctx, http.MethodGet, path, q, nil, &raw)
+	return raw, err
+}
+
+// Config returns the node config file, secrets redacted.
+func (c *Client) Config(ctx context.Context) (api.ConfigFile, error) {
+	var out api.ConfigFile
+	err := c.get(ctx, api.PathConfig, nil, &out)
+	return out, err
+}
+
 func (c *Client) get(ctx context.Context, path string, q url.Values, out any) error {
 	return c.do(ctx, http.MethodGet, path, q, nil, out)
 }
@@ -253,6 +268,10 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 			return fmt.Errorf("edged: %s", e.Error)
 		}
 		return fmt.Errorf("edged: %s", resp.Status)
+	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = answer
+		return nil
 	}
 	if err := json.Unmarshal(answer, out); err != nil {
 		return fmt.Errorf("decode answer of %s: %w", path, err)
