@@ -225,10 +225,14 @@ func (m *Mux) handle(raw net.Conn) {
 	// Close unblocks a handshake in progress, and the draining of a refused
 	// connection.
 	stop := context.AfterFunc(m.ctx, func() { raw.Close() })
-	conn, l, why := m.setup(raw)
+	// The slot is freed before the ack: a peer that dials again as soon as
+	// its first connection is set up must find it free. Waiting for Accept
+	// does not count.
+	release := sync.OnceFunc(func() { <-m.pending })
+	conn, l, why := m.setup(raw, release)
 	if why == nil {
 		closing := !stop()
-		<-m.pending // set up: waiting for Accept does not count
+		release()
 		if closing || !l.deliver(m.ctx, conn) {
 			raw.Close()
 		}
@@ -236,7 +240,7 @@ func (m *Mux) handle(raw net.Conn) {
 	}
 	m.refuse(raw)
 	stop()
-	<-m.pending
+	release()
 	m.log.Debug(why.msg, append([]any{"remote", raw.RemoteAddr().String()}, why.args...)...)
 }
 
@@ -247,8 +251,9 @@ type refusal struct {
 }
 
 // setup runs the TLS handshake of an accepted connection, reads its protocol
-// byte and acknowledges it, within the handshake timeout.
-func (m *Mux) setup(raw net.Conn) (*tls.Conn, *listener, *refusal) {
+// byte and acknowledges it, within the handshake timeout; it calls release
+// right before the acknowledgement.
+func (m *Mux) setup(raw net.Conn, release func()) (*tls.Conn, *listener, *refusal) {
 	conn := tls.Server(raw, m.server)
 	raw.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
 	if err := conn.HandshakeContext(m.ctx); err != nil {
@@ -271,6 +276,7 @@ func (m *Mux) setup(raw net.Conn) (*tls.Conn, *listener, *refusal) {
 	if l.closed() {
 		return nil, nil, &refusal{"connection refused: protocol closed", []any{"peer", peer, "protocol", string(b[0])}}
 	}
+	release()
 	if _, err := conn.Write(b[:]); err != nil {
 		return nil, nil, &refusal{"connection dropped before its protocol ack", []any{"peer", peer, "error", err}}
 	}

@@ -34,15 +34,8 @@ func loadSettings() (settings, error) {
 		discoverCap: 150 * time.Second,
 		hold:        35 * time.Second,
 	}
-	if v := os.Getenv("BENCH_N"); v != "" {
-		s.sizes = nil
-		for _, f := range strings.Split(v, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n < 3 || n > 200 {
-				return s, fmt.Errorf("BENCH_N=%q: want sizes from 3 to 200, comma-separated", v)
-			}
-			s.sizes = append(s.sizes, n)
-		}
+	if err := envSizes("BENCH_N", &s.sizes); err != nil {
+		return s, err
 	}
 	if v := os.Getenv("BENCH_SYSTEMS"); v != "" {
 		s.systems = nil
@@ -69,6 +62,25 @@ func loadSettings() (settings, error) {
 		}
 	}
 	return s, nil
+}
+
+// envSizes reads lab sizes ("3,10,30") from the environment variable env
+// into sizes, which keeps its default when env is unset.
+func envSizes(env string, sizes *[]int) error {
+	v := os.Getenv(env)
+	if v == "" {
+		return nil
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 3 || n > 200 {
+			return fmt.Errorf("%s=%q: want sizes from 3 to 200, comma-separated", env, v)
+		}
+		out = append(out, n)
+	}
+	*sizes = out
+	return nil
 }
 
 // needRoot skips outside CI when not root, and fails in CI.

@@ -58,15 +58,8 @@ type changeSettings struct {
 
 func loadChangeSettings() (changeSettings, error) {
 	s := changeSettings{sizes: []int{10, 30}, applies: 50, commits: 200, failovers: 3}
-	if v := os.Getenv("BENCH_CHANGES_N"); v != "" {
-		s.sizes = nil
-		for _, f := range strings.Split(v, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n < 3 || n > 200 {
-				return s, fmt.Errorf("BENCH_CHANGES_N=%q: want sizes from 3 to 200, comma-separated", v)
-			}
-			s.sizes = append(s.sizes, n)
-		}
+	if err := envSizes("BENCH_CHANGES_N", &s.sizes); err != nil {
+		return s, err
 	}
 	for _, v := range []struct {
 		env      string

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"edge/test/lab"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat. It is
@@ -111,29 +113,11 @@ func findProc(pid int, exe string) (int, error) {
 		if target, err := os.Readlink(filepath.Join(procRoot, strconv.Itoa(p), "exe")); err == nil && filepath.Base(target) == exe {
 			return p, nil
 		}
-		queue = append(queue, children(p)...)
+		queue = append(queue, lab.Children(p)...)
 	}
 	got, err := os.Readlink(filepath.Join(procRoot, strconv.Itoa(pid), "exe"))
 	if err != nil {
 		got = err.Error()
 	}
 	return 0, fmt.Errorf("pid %d: no process running %s in its tree (pid %d: %s)", pid, exe, pid, got)
-}
-
-// children lists pid's child processes (/proc/PID/task/*/children).
-func children(pid int) []int {
-	tasks, _ := filepath.Glob(filepath.Join(procRoot, strconv.Itoa(pid), "task", "*", "children"))
-	var out []int
-	for _, t := range tasks {
-		b, err := os.ReadFile(t)
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if c, err := strconv.Atoi(f); err == nil {
-				out = append(out, c)
-			}
-		}
-	}
-	return out
 }

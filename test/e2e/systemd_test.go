@@ -210,7 +210,7 @@ func startPID1(t *testing.T, l *lab.Lab, node string) *pid1 {
 	// unshare forks once: PID 1 is its only child.
 	deadline := time.Now().Add(20 * time.Second)
 	for p.pid == 0 {
-		if kids := childrenOf(n.Pid); len(kids) == 1 {
+		if kids := lab.Children(n.Pid); len(kids) == 1 {
 			if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", kids[0])); strings.HasSuffix(exe, "/systemd") {
 				p.pid = kids[0]
 				break
@@ -419,21 +419,3 @@ func procField(status, key string) string {
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
 
 func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
-
-// childrenOf lists pid's child processes.
-func childrenOf(pid int) []int {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	var out []int
-	for _, t := range tasks {
-		b, err := os.ReadFile(t)
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if c, err := strconv.Atoi(f); err == nil {
-				out = append(out, c)
-			}
-		}
-	}
-	return out
-}

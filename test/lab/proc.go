@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -108,4 +110,24 @@ func logTail(path string) string {
 		lines = lines[len(lines)-5:]
 	}
 	return oneLine(strings.Join(lines, "\n"))
+}
+
+// Children lists pid's child processes (/proc/PID/task/*/children): a
+// node's command as the lab started it may have forked (unshare, a
+// wrapper) before the process a test wants.
+func Children(pid int) []int {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var out []int
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
