@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -21,9 +22,15 @@ func version() string { return api.Version }
 // runStatus prints this node and the site's members.
 func runStatus(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print one JSON object")
+	asJSON := fs.Bool("json", false, "print one JSON object (with -w: one per line, at every change)")
+	var watch bool
+	fs.BoolVar(&watch, "w", false, "watch: print again at every membership change, and every 2 s")
+	fs.BoolVar(&watch, "watch", false, "the same as -w")
 	if err := parseFlags(fs, args, e.stderr); err != nil {
 		return err
+	}
+	if watch {
+		return watchStatus(ctx, e, *asJSON)
 	}
 	st, err := e.client.Status(ctx)
 	if err != nil {
@@ -32,6 +39,58 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	if *asJSON {
 		return printJSON(e.stdout, st)
 	}
+	return printStatus(e, st)
+}
+
+// watchRefresh bounds the wait for a membership change, so that ages and
+// device states are redrawn too.
+const watchRefresh = 2 * time.Second
+
+// watchStatus prints the status at every membership change (a blocking
+// query) and at least every watchRefresh, until interrupted; on a terminal
+// each print replaces the last.
+func watchStatus(ctx context.Context, e *env, asJSON bool) error {
+	tty := isTerminal(e.stdout)
+	var index uint64
+	for n := 0; ; n++ {
+		st, err := e.client.WaitStatus(ctx, index, watchRefresh)
+		if ctx.Err() != nil {
+			return nil // Ctrl-C ends a watch: not an error
+		}
+		if err != nil {
+			return err
+		}
+		index = st.Index
+		switch {
+		case asJSON:
+			if err := printJSONLine(e, st); err != nil {
+				return err
+			}
+		default:
+			if tty {
+				fmt.Fprint(e.stdout, "\x1b[H\x1b[2J") // home, clear
+			} else if n > 0 {
+				fmt.Fprintf(e.stdout, "--- %s\n", time.Now().Format(time.TimeOnly))
+			}
+			if err := printStatus(e, st); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// printStatus prints the human status.
+func printStatus(e *env, st api.Status) error {
 	counts := map[string]int{}
 	for _, m := range st.Members {
 		counts[m.Status]++

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -121,5 +122,61 @@ func TestMixedVersions(t *testing.T) {
 	want := "mixed releases: 1.2.0 on 2, 1.3.0 on 1, unknown on 1 nodes (see edgectl members)"
 	if got := mixedVersions(mixed); got != want {
 		t.Errorf("mixed:\n got %q\nwant %q", got, want)
+	}
+}
+
+// cancelAfter cancels once n lines have been written to it.
+type cancelAfter struct {
+	bytes.Buffer
+	n      int
+	cancel func()
+}
+
+func (c *cancelAfter) Write(b []byte) (int, error) {
+	n, err := c.Buffer.Write(b)
+	if strings.Count(c.String(), "\n") >= c.n {
+		c.cancel()
+	}
+	return n, err
+}
+
+// status -w --json prints one status per line until interrupted, and an
+// interrupt ends it with exit 0.
+func TestStatusWatchJSON(t *testing.T) {
+	sock := startFakeAPI(t, site)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &cancelAfter{n: 3, cancel: cancel}
+	var errb bytes.Buffer
+	if code := run(ctx, []string{"--socket", sock, "status", "-w", "--json"}, out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	ls := lines(out.String())
+	if len(ls) < 3 {
+		t.Fatalf("%d lines:\n%s", len(ls), out.String())
+	}
+	for _, l := range ls {
+		var st api.Status
+		if err := json.Unmarshal([]byte(l), &st); err != nil || st.Node.Name != "edge-01" {
+			t.Errorf("line %q: %v", l, err)
+		}
+	}
+}
+
+// Without a terminal, each redraw of status -w starts with a time line.
+func TestStatusWatchText(t *testing.T) {
+	sock := startFakeAPI(t, site)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &cancelAfter{n: 40, cancel: cancel}
+	var errb bytes.Buffer
+	if code := run(ctx, []string{"--socket", sock, "status", "--watch"}, out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if n := strings.Count(out.String(), "node     edge-01\n"); n < 2 {
+		t.Errorf("fewer than two redraws:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "\n--- ") {
+		t.Errorf("no separator between redraws:\n%s", out.String())
 	}
 }

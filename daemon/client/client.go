@@ -63,6 +63,15 @@ func (c *Client) Status(ctx context.Context) (api.Status, error) {
 	return st, err
 }
 
+// WaitStatus blocks until membership changes past index (or wait passes)
+// and returns the status then.
+func (c *Client) WaitStatus(ctx context.Context, index uint64, wait time.Duration) (api.Status, error) {
+	var st api.Status
+	q := url.Values{"index": {strconv.FormatUint(index, 10)}, "wait": {wait.String()}}
+	err := c.get(ctx, api.PathStatus, q, &st)
+	return st, err
+}
+
 // Members returns the members this node sees.
 func (c *Client) Members(ctx context.Context) (api.Members, error) {
 	var m api.Members
