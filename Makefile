@@ -24,7 +24,7 @@ DEMO_NODES ?= 5
 # Portable packages whose unit tests also run under qemu-user on ARM.
 ARM_TEST_PKGS ?= ./internal/... ./hardware/ ./hardware/serial/ ./hardware/line/ ./hardware/modbus/ ./hardware/sim/ ./daemon/ ./discovery/
 
-.PHONY: help build cross deps test test-arm fuzz lint demo bench check clean
+.PHONY: help build cross size deps test test-arm fuzz lint demo bench check clean
 
 help: ## list the targets
 	@echo "usage: make TARGET   (VERSION=$(VERSION))"
@@ -52,6 +52,14 @@ test-arm: ## unit tests of the portable packages under qemu-aarch64 and qemu-arm
 	@command -v qemu-aarch64 >/dev/null || { echo "qemu-aarch64 not found: run make deps" >&2; exit 1; }
 	CGO_ENABLED=0 GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64 $$($(GO) list -e -f '{{if not .Error}}{{.ImportPath}}{{end}}' $(ARM_TEST_PKGS) 2>/dev/null)
 	CGO_ENABLED=0 GOARCH=arm GOARM=7 $(GO) test -count=1 -exec qemu-arm $$($(GO) list -e -f '{{if not .Error}}{{.ImportPath}}{{end}}' $(ARM_TEST_PKGS) 2>/dev/null)
+	$(MAKE) --no-print-directory size
+
+# DESIGN.md: the stripped arm64 edged stays within 15 MB (15728640 bytes).
+size: cross ## the size of each build of edged; fails when arm64's passes 15 MB
+	@for f in $(BIN)/edged $(BIN)/linux_arm64/edged $(BIN)/linux_armv7/edged; do \
+		[ -f "$$f" ] && stat -c '%s %n' "$$f"; done | awk '{printf "size %-26s %9d bytes %5.1f MB\n", $$2, $$1, $$1 / 1048576}'
+	@s=$$(stat -c %s $(BIN)/linux_arm64/edged); [ "$$s" -le 15728640 ] || \
+		{ echo "size: $(BIN)/linux_arm64/edged is $$s bytes, over the 15 MB of DESIGN.md" >&2; exit 1; }
 
 fuzz: FUZZTIME = 2m
 fuzz: ## fuzz every Fuzz target for 2m each (make fuzz FUZZTIME=10m for longer)
