@@ -496,26 +496,13 @@ func (r *Raft) Apply(ctx context.Context, cmd store.Command) (store.Result, erro
 	if r.store.IsLeader() {
 		return r.store.Apply(cmd)
 	}
-	addr, _ := r.store.Leader()
-	if addr == "" {
-		return store.Result{}, store.ErrNoQuorum
-	}
 	body, err := json.Marshal(cmd)
 	if err != nil {
 		return store.Result{}, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/rpc/v1/apply", bytes.NewReader(body))
+	out, err := r.toLeader(ctx, "/rpc/v1/apply", body)
 	if err != nil {
 		return store.Result{}, err
-	}
-	resp, err := r.mux.RPCClient().Do(req)
-	if err != nil {
-		return store.Result{}, fmt.Errorf("%w (leader %s: %v)", store.ErrNoQuorum, addr, err)
-	}
-	defer resp.Body.Close()
-	var out rpcAnswer
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil {
-		return store.Result{}, fmt.Errorf("raft rpc: leader %s: %w", addr, err)
 	}
 	if out.Error != "" {
 		if out.NoQuorum {
@@ -526,8 +513,32 @@ func (r *Raft) Apply(ctx context.Context, cmd store.Command) (store.Result, erro
 	return out.Result, nil
 }
 
-// Sync waits until this node's replica holds every entry the leader had
-// committed when Sync was called (a read index, as in the raft thesis),
+// toLeader posts body to path on the leader's node RPC and decodes its
+// answer. Without a leader, or when it cannot be reached, it fails with
+// store.ErrNoQuorum.
+func (r *Raft) toLeader(ctx context.Context, path string, body []byte) (rpcAnswer, error) {
+	addr, _ := r.store.Leader()
+	if addr == "" {
+		return rpcAnswer{}, store.ErrNoQuorum
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+path, bytes.NewReader(body))
+	if err != nil {
+		return rpcAnswer{}, err
+	}
+	resp, err := r.mux.RPCClient().Do(req)
+	if err != nil {
+		return rpcAnswer{}, fmt.Errorf("%w (leader %s: %v)", store.ErrNoQuorum, addr, err)
+	}
+	defer resp.Body.Close()
+	var out rpcAnswer
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil {
+		return rpcAnswer{}, fmt.Errorf("raft rpc: leader %s: %w", addr, err)
+	}
+	return out, nil
+}
+
+// Sync waits until this node's replica holds every command the leader had
+// applied when Sync was called (a read index, as in the raft thesis),
 // so that a read that follows sees every write that finished before it
 // began, whichever node made it. It fails with store.ErrNoQuorum when no
 // leader answers.
@@ -541,25 +552,9 @@ func (r *Raft) Sync(ctx context.Context) error {
 			return err
 		}
 	} else {
-		addr, _ := r.store.Leader()
-		if addr == "" {
-			return store.ErrNoQuorum
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/rpc/v1/readindex", nil)
+		out, err := r.toLeader(ctx, "/rpc/v1/readindex", nil)
 		if err != nil {
 			return err
-		}
-		resp, err := r.mux.RPCClient().Do(req)
-		if err != nil {
-			return fmt.Errorf("%w (leader %s: %v)", store.ErrNoQuorum, addr, err)
-		}
-		defer resp.Body.Close()
-		var out struct {
-			Index uint64 `json:"index"`
-			rpcAnswer
-		}
-		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&out); err != nil {
-			return fmt.Errorf("raft rpc: leader %s: %w", addr, err)
 		}
 		if out.Error != "" {
 			return fmt.Errorf("%w (%s)", store.ErrNoQuorum, out.Error)
@@ -598,10 +593,7 @@ func (r *Raft) readIndex() (uint64, error) {
 }
 
 func (r *Raft) handleReadIndex(w http.ResponseWriter, _ *http.Request) {
-	var ans struct {
-		Index uint64 `json:"index"`
-		rpcAnswer
-	}
+	var ans rpcAnswer
 	if !r.store.IsLeader() {
 		ans.Error, ans.NoQuorum = "not the leader", true
 	} else if idx, err := r.readIndex(); err != nil {
@@ -613,8 +605,11 @@ func (r *Raft) handleReadIndex(w http.ResponseWriter, _ *http.Request) {
 	_ = json.NewEncoder(w).Encode(ans)
 }
 
+// rpcAnswer is the leader's answer to a forwarded command (Result) or a
+// read index (Index).
 type rpcAnswer struct {
 	Result   store.Result `json:"result"`
+	Index    uint64       `json:"index,omitempty"`
 	Error    string       `json:"error,omitempty"`
 	NoQuorum bool         `json:"no_quorum,omitempty"`
 }

@@ -13,7 +13,11 @@ import (
 // secretKeyRE matches YAML keys whose values are secrets: a password or
 // token in a device's settings or options, say. Keys naming files
 // (key_file, tls_key) hold paths, not secrets, and stay.
-var secretKeyRE = regexp.MustCompile(`^(\s*(?:-\s+)?)("?[A-Za-z0-9_.-]*(?:pass(?:word|wd|phrase)?|secret|token|psk|community|credential|api_?key|access_?key|private_?key)[A-Za-z0-9_.-]*"?)(\s*:\s*)(\S.*)$`)
+var secretKeyRE = regexp.MustCompile(`^(\s*(?:-\s+)?)("?` + secretKey + `"?)(\s*:\s*)(\S.*)$`)
+
+// secretKey is a key that names a secret: a password, a token, an SNMP
+// community, an API key...
+const secretKey = `[A-Za-z0-9_.-]*(?:pass(?:word|wd|phrase)?|secret|token|psk|community|credential|api_?key|access_?key|private_?key)[A-Za-z0-9_.-]*`
 
 // redactConfig replaces the values of secret-looking keys in a YAML text
 // by "<redacted>" and returns the text and the keys it redacted. It works
@@ -40,7 +44,7 @@ func redactConfig(text string) (string, []string) {
 	return strings.Join(lines, "\n"), keys
 }
 
-var flowSecretRE = regexp.MustCompile(`([A-Za-z0-9_.-]*(?:pass(?:word|wd|phrase)?|secret|token|psk|community|credential|api_?key|access_?key|private_?key)[A-Za-z0-9_.-]*)\s*:\s*("[^"]*"|'[^']*'|[^,}\s]+)`)
+var flowSecretRE = regexp.MustCompile(`(` + secretKey + `)\s*:\s*("[^"]*"|'[^']*'|[^,}\s]+)`)
 
 var errNoConfigFile = errors.New("this edged was started without a config file")
 
