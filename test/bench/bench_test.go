@@ -275,6 +275,7 @@ func reportMetrics(b *testing.B, r run) {
 		mFull: "full_s", mFail: "fail_s", mLeave: "leave_s", mPartition: "partition_s",
 		mRemerge: "remerge_s", mRemergeHeld: "remerge_held_s", mRSS: "rss_MB", mCPU: "cpu_pct",
 		mStartFP: "false_failures_start", mSoakFP: "false_failures_soak", mLossFail: "fail_loss_s",
+		mReady: "ready_s", mTx: "tx_B/s",
 	}
 	b.ReportMetric(0, "ns/op") // one iteration of a whole scenario: meaningless
 	for k, f := range r.Metrics {

@@ -25,6 +25,8 @@ const (
 	mStartFP     = "false_failures_after_start"
 	mSoakFP      = "soak_false_failures"
 	mLossFail    = "failure_seen_under_loss_s"
+	mReady       = "start_to_ready_s"
+	mTx          = "idle_tx_bytes_per_s"
 )
 
 // Figure statuses.
@@ -144,6 +146,8 @@ var goals = []goal{
 	{mRemergeHeld, "re-merge after a long partition (held past the 30 s of gossip to the dead)", 5, "s", false},
 	{mRSS, "RSS per node (mean, max)", 20, "MB", true},
 	{mCPU, "idle CPU per node, % of a core (mean, max)", 0.5, "%", true},
+	{mTx, "idle traffic sent per node, bytes/s (mean, max; by class)", -1, "B/s", false},
+	{mReady, "start to ready (READY=1; serf: agent running), all nodes at once (median, max)", -1, "s", false},
 	{mStartFP, "false failures in the 25 s after the cold start, no loss", 0, "", false},
 	{mSoakFP, "false failures under 10% loss (soak)", 0, "", false},
 	{mLossFail, "kill -9 seen as failed by all, under 10% loss", 3, "s", false},

@@ -53,6 +53,9 @@ type site struct {
 	tail    *tailer
 
 	released time.Time // of the cold start
+
+	ready     *readyLog       // READY=1 (edged) or "agent running" (serf)
+	notifiers []*notifySocket // edged's NOTIFY_SOCKETs, one per node
 }
 
 // logf prints progress at once (b.Logf holds it until the benchmark ends).
@@ -100,7 +103,7 @@ func newSite(b *testing.B, e *env, sys string, n int) *site {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := &site{b: b, e: e, sys: sys, n: n, dir: dir, clients: map[string]*client.Client{}}
+	s := &site{b: b, e: e, sys: sys, n: n, dir: dir, clients: map[string]*client.Client{}, ready: newReadyLog()}
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
 	cfg := lab.Config{
@@ -136,7 +139,18 @@ func newSite(b *testing.B, e *env, sys string, n int) *site {
 	// One at a time, so that node i gets address i (AddNode takes the next
 	// free one). Each starts its wrapper, which waits at the gate.
 	for i, name := range s.names {
-		node, err := l.AddNode(ctx, lab.NodeSpec{Name: name, Argv: s.argv(), NoWait: true})
+		spec := lab.NodeSpec{Name: name, Argv: s.argv(), NoWait: true}
+		if isEdged(sys) {
+			// Our own NOTIFY_SOCKET (the node's Env wins over the lab's):
+			// start-to-READY is timed from the wrapper's start stamp.
+			sock, err := listenNotifySocket(filepath.Join(dir, "ready-"+name+".sock"), func(at time.Time) { s.ready.add(name, at) })
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.notifiers = append(s.notifiers, sock)
+			spec.Env = []string{"NOTIFY_SOCKET=" + filepath.Join(dir, "ready-"+name+".sock")}
+		}
+		node, err := l.AddNode(ctx, spec)
 		if err != nil {
 			b.Fatalf("add %s: %v", name, err)
 		}
@@ -146,6 +160,14 @@ func newSite(b *testing.B, e *env, sys string, n int) *site {
 	}
 	if s.tail, err = newTailer(); err != nil {
 		b.Fatal(err)
+	}
+	for _, node := range l.Nodes() {
+		table := trafficTable(int(node.Gossip.Port()), int(node.Gossip.Port())+1)
+		cmd := l.Command(ctx, node.Name, "nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(table)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("%s: traffic counters: nft: %v: %s", node.Name, err, out)
+		}
 	}
 	if isEdged(sys) {
 		for _, node := range l.Nodes() {
@@ -161,6 +183,9 @@ func newSite(b *testing.B, e *env, sys string, n int) *site {
 			b.Fatal(err)
 		}
 		err := s.tail.follow(node.Log, func(at time.Time, line string) {
+			if strings.Contains(line, serfRunning) {
+				s.ready.add(name, at)
+			}
 			if ev, ok := parseSerfLogLine(line, at); ok {
 				s.logs.add(name, ev)
 			}
@@ -183,6 +208,9 @@ func newSite(b *testing.B, e *env, sys string, n int) *site {
 func (s *site) teardown() {
 	if s.tail != nil {
 		s.tail.close()
+	}
+	for _, n := range s.notifiers {
+		n.Close()
 	}
 	if dst := os.Getenv("BENCH_KEEP_LOGS"); dst != "" {
 		s.keepLogs(filepath.Join(dst, fmt.Sprintf("%s-n%d", s.sys, s.n)))
@@ -368,6 +396,7 @@ func measure(b *testing.B, e *env, sys string, n int, held, soak bool, rep *repo
 	s.logf("lab up, %d nodes waiting at the gate", n)
 
 	ready := s.coldStart(&r, rep)
+	s.readyPhase(&r)
 	skip := func(why string, keys ...string) {
 		for _, k := range keys {
 			if _, done := r.Metrics[k]; !done {
@@ -375,7 +404,7 @@ func measure(b *testing.B, e *env, sys string, n int, held, soak bool, rep *repo
 			}
 		}
 	}
-	later := []string{mRSS, mCPU, mStartFP, mFail, mLeave, mPartition, mRemerge}
+	later := []string{mRSS, mCPU, mTx, mStartFP, mFail, mLeave, mPartition, mRemerge}
 	if held {
 		later = append(later, mRemergeHeld)
 	}
@@ -632,7 +661,19 @@ func (s *site) idle(r *run) {
 		fail(err)
 		return
 	}
+	trafficBefore, terr := s.readTraffic()
+	windowStart := time.Now()
 	time.Sleep(s.e.idle)
+	if terr == nil {
+		var trafficAfter map[string]counters
+		if trafficAfter, terr = s.readTraffic(); terr == nil {
+			trafficFigures(r, trafficBefore, trafficAfter, time.Since(windowStart).Seconds())
+			s.logf("idle traffic: %s", format(goalOf(mTx), r.Metrics[mTx], true))
+		}
+	}
+	if terr != nil {
+		r.Metrics[mTx] = figure{Status: statusError, Note: terr.Error()}
+	}
 	var rssSum, rssMax, cpuSum, cpuMax float64
 	rssOf, cpuOf := map[string]float64{}, map[string]float64{}
 	busiest := ""
