@@ -14,6 +14,7 @@ LDFLAGS   := -s -w -X edge/daemon/api.Version=$(VERSION)
 GOBUILD   := $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 
 BIN       := bin
+DIST      := dist
 HOST_CMDS := ./cmd/edged ./cmd/edgectl ./cmd/edgelab
 ARM_CMDS  := ./cmd/edged ./cmd/edgectl
 
@@ -24,7 +25,7 @@ DEMO_NODES ?= 5
 # Portable packages whose unit tests also run under qemu-user on ARM.
 ARM_TEST_PKGS ?= ./internal/... ./hardware/ ./hardware/serial/ ./hardware/line/ ./hardware/modbus/ ./hardware/sim/ ./daemon/ ./discovery/
 
-.PHONY: help build cross size deps test test-arm fuzz lint demo bench check clean
+.PHONY: help build cross deb size deps test test-arm fuzz lint demo bench check clean
 
 help: ## list the targets
 	@echo "usage: make TARGET   (VERSION=$(VERSION))"
@@ -39,6 +40,9 @@ cross: ## static ARM builds: bin/linux_arm64/, bin/linux_armv7/
 	@mkdir -p $(BIN)/linux_arm64 $(BIN)/linux_armv7
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GOBUILD) -o $(BIN)/linux_arm64/ $(ARM_CMDS)
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GOBUILD) -o $(BIN)/linux_armv7/ $(ARM_CMDS)
+
+deb: cross build ## .deb packages for amd64, arm64, armhf in dist/
+	bash packaging/build-deb.sh --bin $(BIN) --out $(DIST) --version $(VERSION)
 
 deps: ## install Debian packages and Go tools the tests need (as root)
 	bash .ci/deps.sh
@@ -95,5 +99,5 @@ bench: deps build ## as root: benchmarks in test/bench (one iteration each)
 
 check: lint build cross test ## lint, build, cross, test
 
-clean: ## remove bin/
-	rm -rf $(BIN)
+clean: ## remove bin/ and dist/
+	rm -rf $(BIN) $(DIST)

@@ -26,12 +26,16 @@ debs=(
 	mbpoll                 # independent Modbus RTU master
 	etcd-server            # make bench: the raft anchor (a 3-member etcd)
 	etcd-client            # etcdctl: its writer and watchers
+	prometheus             # promtool check metrics on edged's GET /metrics
+	lintian                # test/deb: checks the .deb packages
+	zsh                    # test/deb: the packaged zsh completion loads
 )
 
 # Commands (or python modules) that must exist once the packages are in.
 checks=(
 	"ip" "nft" "socat" "avahi-daemon" "avahi-browse" "dbus-daemon" "ping"
-	"systemd-analyze" "ps" "pgrep" "qemu-aarch64" "qemu-arm" "mbpoll" "etcd" "etcdctl"
+	"systemd-analyze" "ps" "pgrep" "qemu-aarch64" "qemu-arm" "mbpoll" "etcd" "etcdctl" "promtool"
+	"lintian" "zsh" "dpkg-deb" "unshare" "nsenter"
 )
 pymods=(pymodbus serial_asyncio)
 
@@ -84,6 +88,10 @@ if ((${#missing[@]} > 0)); then
 		# runs its own in the lab's namespaces and wants none left behind.
 		if [[ " ${missing[*]} " == *" etcd-server "* && -d /run/systemd/system ]]; then
 			systemctl disable --now etcd.service >/dev/null 2>&1 || true
+		fi
+		# Likewise the Prometheus server: only its promtool is wanted.
+		if [[ " ${missing[*]} " == *" prometheus "* && -d /run/systemd/system ]]; then
+			systemctl disable --now prometheus.service >/dev/null 2>&1 || true
 		fi
 	else
 		log "warning: missing Debian packages (as root: apt-get install ${missing[*]})"

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -42,7 +44,13 @@ type JoinerConfig struct {
 	Forget time.Duration
 	// Parallel bounds the joins in flight.
 	Parallel int
-	Logger   *slog.Logger
+	// Recover, when set, is called (and must not block) after a failed
+	// join to a candidate that may hold a gossip keyring this node lacks:
+	// it advertises another key id than ours, or joins to it failed
+	// RecoverAfter times in a row. See KeyRecovery.
+	Recover      func(Candidate)
+	RecoverAfter int
+	Logger       *slog.Logger
 }
 
 // DefaultJoinerConfig returns the default timings.
@@ -53,6 +61,8 @@ func DefaultJoinerConfig() JoinerConfig {
 		MaxBackoff: 30 * time.Second,
 		Forget:     time.Hour,
 		Parallel:   4,
+		// The third failure: about 1.5 s after the first attempt.
+		RecoverAfter: 3,
 	}
 }
 
@@ -88,6 +98,8 @@ type Joiner struct {
 	log       *slog.Logger
 	sightings chan Candidate
 	now       func() time.Time
+	keyID     atomic.Value  // string: this node's primary key id now
+	retry     chan struct{} // a token: try every candidate again now
 }
 
 // NewJoiner returns a Joiner for c; it does nothing until Run.
@@ -99,8 +111,23 @@ func NewJoiner(cfg JoinerConfig, c cluster) (*Joiner, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Joiner{cfg: cfg, cluster: c, log: log, sightings: make(chan Candidate, 256), now: time.Now}, nil
+	j := &Joiner{cfg: cfg, cluster: c, log: log, sightings: make(chan Candidate, 256), now: time.Now, retry: make(chan struct{}, 1)}
+	j.keyID.Store(cfg.KeyID)
+	return j, nil
 }
+
+// SetKeyID tells the joiner this node's primary gossip key id after it
+// changed (a key rotation): candidates that failed, perhaps for want of
+// that key, are tried again at once.
+func (j *Joiner) SetKeyID(id string) {
+	j.keyID.Store(id)
+	select {
+	case j.retry <- struct{}{}:
+	default:
+	}
+}
+
+func (j *Joiner) ourKeyID() string { return j.keyID.Load().(string) }
 
 // Sighted hands a candidate to the joiner. It never blocks: when the joiner is
 // behind, the sighting is dropped and the next one (discovery repeats them)
@@ -160,7 +187,14 @@ func (j *Joiner) Run(ctx context.Context) error {
 			jitter := time.Duration(rand.Int64N(int64(st.backoff)/5 + 1))
 			st.next = j.now().Add(st.backoff + jitter)
 			j.report(st, r.err)
+			if j.cfg.Recover != nil && (j.keyDiffers(st) && !unreachable(r.err) || st.failures >= j.cfg.RecoverAfter) {
+				j.cfg.Recover(st.Candidate)
+			}
 			continue
+		case <-j.retry:
+			for _, st := range cands {
+				st.backoff, st.next = 0, j.now()
+			}
 		case <-tick.C:
 		}
 		now := j.now()
@@ -224,10 +258,29 @@ func (j *Joiner) report(st *candState, err error) {
 		attrs = append([]any{"peer", st.Name}, attrs...)
 	}
 	switch {
-	case st.KeyID != "" && j.cfg.KeyID != "" && st.KeyID != j.cfg.KeyID:
+	case j.keyDiffers(st) && !unreachable(err):
 		j.log.Warn("join failed: the peer advertises a different gossip key; check key_file on both nodes",
-			append(attrs, "peer_key_id", st.KeyID, "our_key_id", j.cfg.KeyID)...)
+			append(attrs, "peer_key_id", st.KeyID, "our_key_id", j.ourKeyID())...)
 	default:
 		j.log.Warn("join failed (unreachable, or the peer uses a different gossip key)", attrs...)
 	}
+}
+
+// keyDiffers reports whether the candidate advertises another gossip key
+// than this node's primary key.
+func (j *Joiner) keyDiffers(st *candState) bool {
+	ours := j.ourKeyID()
+	return st.KeyID != "" && ours != "" && st.KeyID != ours
+}
+
+// unreachable reports whether a join failed before any gossip was
+// exchanged: the peer is down or cut off, whatever key it has.
+func unreachable(err error) bool {
+	s := err.Error()
+	for _, why := range []string{"connection refused", "no route to host", "network is unreachable", "i/o timeout"} {
+		if strings.Contains(s, why) {
+			return true
+		}
+	}
+	return false
 }

@@ -37,6 +37,14 @@ type MembershipConfig struct {
 	// Key is the gossip encryption key (16, 24 or 32 bytes). Required:
 	// gossip is never sent in clear.
 	Key []byte
+	// Keyring holds more keys, beside Key (the primary, which encrypts):
+	// gossip encrypted with any of them is read. Retired are the ids of keys
+	// this node stopped using. Both come from the keyring file.
+	Keyring [][]byte
+	Retired []string
+	// KeyringFile is where the keyring is saved after every change (a key
+	// rotation); "" keeps it in memory only. See LoadKeyring.
+	KeyringFile string
 	// SnapshotPath keeps the last known members so a restarted node rejoins
 	// them without discovery; "" disables it.
 	SnapshotPath string
@@ -99,6 +107,11 @@ func (c MembershipConfig) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("membership: gossip key must be 16, 24 or 32 bytes, got %d", len(c.Key)))
 	}
+	for i, k := range c.Keyring {
+		if err := memberlist.ValidateKey(k); err != nil {
+			errs = append(errs, fmt.Errorf("membership: keyring key %d: %w", i+1, err))
+		}
+	}
 	if c.ProbeInterval <= 0 || c.ProbeTimeout <= 0 || c.GossipInterval <= 0 || c.LeaveTimeout <= 0 {
 		errs = append(errs, errors.New("membership: timings must be positive"))
 	}
@@ -118,6 +131,8 @@ type Membership struct {
 	log    *slog.Logger
 	bridge *logBridge
 	events chan serf.Event
+
+	keys *keyState
 
 	mu       sync.Mutex
 	serf     *serf.Serf
@@ -178,6 +193,10 @@ func NewMembership(cfg MembershipConfig) (*Membership, error) {
 		since:  map[string]time.Time{},
 	}
 	m.bridge.onConflict = m.nameConflict
+	var err error
+	if m.keys, err = newKeyState(cfg, log); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -204,7 +223,7 @@ func (m *Membership) serfConfig() *serf.Config {
 	ml.BindPort = c.Port
 	ml.AdvertiseAddr = c.AdvertiseAddr.String()
 	ml.AdvertisePort = c.Port
-	ml.SecretKey = c.Key
+	ml.Keyring = m.keys.ring
 	ml.GossipVerifyIncoming = true
 	ml.GossipVerifyOutgoing = true
 	ml.ProbeInterval = c.ProbeInterval
@@ -235,7 +254,7 @@ func (m *Membership) Start() error {
 	m.serf = s
 	m.mu.Unlock()
 	m.log.Info("gossip started", "addr", netip.AddrPortFrom(m.cfg.AdvertiseAddr, uint16(m.cfg.Port)).String(),
-		"key_id", KeyID(m.cfg.Key), "encrypted", s.EncryptionEnabled())
+		"key_id", m.PrimaryKeyID(), "keys", len(m.keys.ids()), "encrypted", s.EncryptionEnabled())
 	return nil
 }
 
@@ -305,6 +324,10 @@ func (m *Membership) handle(e serf.Event) {
 	m.mu.Lock()
 	notify := m.notify
 	m.mu.Unlock()
+	if q, ok := e.(*serf.Query); ok {
+		m.answerQuery(q)
+		return
+	}
 	if ue, ok := e.(serf.UserEvent); ok && notify != nil {
 		notify(Event{Kind: "user", Type: ue.Name, Payload: ue.Payload})
 		return

@@ -51,6 +51,10 @@ type RaftConfig struct {
 	Interval time.Duration
 	Store    store.Config
 	Logger   *slog.Logger
+	// OnApply, when set, is told how long each Apply took and whether its
+	// command was committed (the store may still have refused it); a
+	// command that never was (no quorum, a timeout) reports false.
+	OnApply func(took time.Duration, committed bool)
 }
 
 // DefaultRaftConfig returns the defaults.
@@ -103,6 +107,11 @@ type Raft struct {
 	// has not changed (bootstrap waits for a settled view).
 	memberIndex uint64
 	memberSince time.Time
+
+	// stepMu is held by each step of the membership loop; stopping, once
+	// set under it by Quiesce, ends the loop's decisions.
+	stepMu   sync.Mutex
+	stopping bool
 }
 
 // bootstrapSettle is how long the membership view must stay unchanged
@@ -271,7 +280,7 @@ func (r *Raft) peers() []store.Peer {
 			addr = net.JoinHostPort(host, m.Tags[TagRaftPort])
 			names[addr] = m.Name
 		}
-		p := store.Peer{Name: m.Name, Addr: addr, Alive: m.Status == api.StatusAlive || m.Status == api.StatusSuspect, Left: m.Status == api.StatusLeft}
+		p := store.Peer{Name: m.Name, Addr: addr, Alive: m.Status == api.StatusAlive || m.Status == api.StatusSuspect, Left: m.Status == api.StatusLeft, Proto: m.Tags[api.TagProto]}
 		if p.Alive {
 			delete(r.downFrom, m.Name)
 			if m.Status == api.StatusAlive {
@@ -302,6 +311,11 @@ func (r *Raft) peers() []store.Peer {
 }
 
 func (r *Raft) step() {
+	r.stepMu.Lock()
+	defer r.stepMu.Unlock()
+	if r.stopping {
+		return
+	}
 	peers := r.peers()
 	if r.store.HasState() {
 		_ = r.members.SetTag(TagRaftState, "1")
@@ -377,7 +391,7 @@ func (r *Raft) manage(peers []store.Peer) {
 	for _, a := range store.PlanMembership(f.Configuration(), peers, r.cfg.NodeName, pol) {
 		var err error
 		rf := r.store.Raft()
-		if a.Op == store.ActAddNonvoter || a.Op == store.ActPromote {
+		if a.Op == store.ActAddNonvoter || a.Op == store.ActPromote || a.Op == store.ActReaddress {
 			// Only a peer that answers over mutual TLS (site credentials,
 			// reachable from here) gets a replica or a vote.
 			if perr := r.ping(a.Addr); perr != nil {
@@ -395,6 +409,20 @@ func (r *Raft) manage(peers []store.Peer) {
 			err = rf.DemoteVoter(raft.ServerID(a.ID), 0, 5*time.Second).Error()
 		case store.ActRemove:
 			err = rf.RemoveServer(raft.ServerID(a.ID), 0, 5*time.Second).Error()
+		case store.ActReaddress:
+			if a.Demote {
+				err = rf.DemoteVoter(raft.ServerID(a.ID), 0, 5*time.Second).Error()
+			}
+			if err == nil {
+				// For a server raft knows, AddNonvoter changes only its
+				// address: a voter stays a voter.
+				err = rf.AddNonvoter(raft.ServerID(a.ID), raft.ServerAddress(a.Addr), 0, 5*time.Second).Error()
+			}
+			if err == nil {
+				// Its stability counts from the move, as for a new node.
+				r.markBad(a.ID)
+				r.log.Info("raft server moved to its node's new address", "server", a.ID, "addr", a.Addr, "demoted", a.Demote)
+			}
 		}
 		if err != nil {
 			r.log.Warn("raft membership change failed", "op", a.Op, "server", a.ID, "err", err)
@@ -487,9 +515,15 @@ const forwardTimeout = 10 * time.Second
 
 // Apply commits cmd: on the leader directly, elsewhere through the leader's
 // RPC. Without a reachable leader it fails with store.ErrNoQuorum.
-func (r *Raft) Apply(ctx context.Context, cmd store.Command) (store.Result, error) {
+func (r *Raft) Apply(ctx context.Context, cmd store.Command) (res store.Result, err error) {
+	if r.cfg.OnApply != nil {
+		defer func(start time.Time) { r.cfg.OnApply(time.Since(start), err == nil || res.Err != "") }(time.Now())
+	}
 	if cmd.Time.IsZero() {
 		cmd.Time = time.Now().UTC()
+	}
+	if err := r.gate(cmd); err != nil {
+		return store.Result{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, forwardTimeout)
 	defer cancel()
@@ -561,21 +595,20 @@ func (r *Raft) Sync(ctx context.Context) error {
 		}
 		index = out.Index
 	}
-	// Entries that change nothing in the FSM (no-ops, configurations) move
-	// the applied index without a change notification: look again now and
-	// then as well.
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
+	// index is the last command the leader's FSM applied, so wait for this
+	// FSM's own index: raft's AppliedIndex counts entries handed to the FSM,
+	// which may not have applied them yet (under load, a plan then missed
+	// the confirm just before it: a false conflict). Every command and
+	// every snapshot restore moves the FSM's index and notifies.
 	for {
 		ch := r.store.Changed()
-		if r.store.Raft().AppliedIndex() >= index {
+		if r.store.Index() >= index {
 			return nil
 		}
 		select {
 		case <-ch:
-		case <-tick.C:
 		case <-ctx.Done():
-			return fmt.Errorf("%w (this node's replica is behind the leader: index %d of %d)", store.ErrNoQuorum, r.store.Raft().AppliedIndex(), index)
+			return fmt.Errorf("%w (this node's replica is behind the leader: index %d of %d)", store.ErrNoQuorum, r.store.Index(), index)
 		}
 	}
 }
@@ -628,6 +661,8 @@ func (r *Raft) handleApply(w http.ResponseWriter, req *http.Request) {
 	var ans rpcAnswer
 	if !r.store.IsLeader() {
 		ans.Error, ans.NoQuorum = "not the leader", true
+	} else if err := r.gate(cmd); err != nil {
+		ans.Error = err.Error()
 	} else {
 		res, err := r.store.Apply(cmd)
 		ans.Result = res
@@ -670,4 +705,26 @@ func (r *Raft) Status() api.Raft {
 	slices.Sort(st.Voters)
 	st.Quorum = st.Leader != ""
 	return st
+}
+
+// Quiesce prepares a graceful stop, before this node leaves the cluster: the
+// membership loop makes no more decisions (a leader that saw itself leave
+// would shrink the voters it is about to abandon), and a leader hands the
+// leadership to another voter, so the site has a leader again at once
+// instead of after an election timeout. It returns when both are done, or
+// when the transfer failed (logged; the others then elect a leader as after
+// a crash).
+func (r *Raft) Quiesce() {
+	r.stepMu.Lock()
+	r.stopping = true
+	r.stepMu.Unlock()
+	if !r.store.IsLeader() {
+		return
+	}
+	start := time.Now()
+	if err := r.store.TransferLeadership(); err != nil {
+		r.log.Warn("leadership transfer before stopping failed; the others will elect a leader", "err", err)
+		return
+	}
+	r.log.Info("leadership handed over before stopping", "took", time.Since(start).Round(time.Millisecond))
 }

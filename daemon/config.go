@@ -56,7 +56,9 @@ type Config struct {
 	// BootstrapExpect is how many nodes a new site waits for before the
 	// first raft voters start the cluster.
 	BootstrapExpect int
-	Devices         []DeviceConfig
+	// MetricsAddress is the host:port GET /metrics listens on ("" is off).
+	MetricsAddress string
+	Devices        []DeviceConfig
 }
 
 // DeviceConfig is one entry of the device inventory: what is plugged in
@@ -123,6 +125,11 @@ func (c Config) Validate() error {
 	for i, s := range c.Seeds {
 		if err := checkHostPort(s); err != nil {
 			errs = append(errs, fmt.Errorf("seeds[%d]: %w", i, err))
+		}
+	}
+	if c.MetricsAddress != "" {
+		if err := checkHostPort(c.MetricsAddress); err != nil {
+			errs = append(errs, fmt.Errorf("metrics_address: %w", err))
 		}
 	}
 	return errors.Join(errs...)
@@ -221,6 +228,8 @@ func ParseConfig(file string, data []byte) (Config, error) {
 			cfg.BootstrapExpect = p.IntIn(v, key, 1, 7)
 		case "log_level":
 			cfg.LogLevel = p.Enum(v, key, logLevels)
+		case "metrics_address":
+			cfg.MetricsAddress = p.Str(v, key)
 		case "seeds":
 			cfg.Seeds = nil
 			for i, s := range p.Seq(v, key) {

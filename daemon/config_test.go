@@ -518,3 +518,39 @@ func FuzzParseKey(f *testing.F) {
 		}
 	})
 }
+
+func TestParseMetricsAddress(t *testing.T) {
+	tests := []struct {
+		name, value, want, wantErr string
+	}{
+		{name: "off by default"},
+		{name: "loopback", value: "127.0.0.1:9464", want: "127.0.0.1:9464"},
+		{name: "IPv6 loopback", value: `"[::1]:9464"`, want: "[::1]:9464"},
+		{name: "site network address", value: "192.0.2.11:9464", want: "192.0.2.11:9464"},
+		{name: "no host", value: `":9464"`, wantErr: `<config>:3: metrics_address: want host:port, got ":9464" (no host)`},
+		{name: "no port", value: "127.0.0.1", wantErr: `<config>:3: metrics_address: want host:port, got "127.0.0.1"`},
+		{name: "port out of range", value: "127.0.0.1:65536", wantErr: `<config>:3: metrics_address: port must be 1-65535 in "127.0.0.1:65536"`},
+		{name: "not a string", value: "[a]", wantErr: `<config>:3: metrics_address: want a string, got a list`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := "site: s\nkey_file: k\n"
+			if tt.value != "" {
+				data += "metrics_address: " + tt.value + "\n"
+			}
+			got, err := ParseConfig("", []byte(data))
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Fatalf("ParseConfig error:\n got %v\nwant %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.MetricsAddress != tt.want {
+				t.Errorf("MetricsAddress = %q, want %q", got.MetricsAddress, tt.want)
+			}
+		})
+	}
+}

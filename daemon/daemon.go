@@ -52,7 +52,9 @@ type Daemon struct {
 	raftCfg    *coord.RaftConfig
 	raft       *coord.Raft
 	agent      *change.Agent
+	recovery   *coord.KeyRecovery // nil without TLS credentials
 	events     *eventLog
+	metrics    *metrics // nil: metrics_address is off
 
 	mu sync.Mutex // guards cfg on reload
 }
@@ -108,8 +110,10 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if fi, err := os.Stat(cfg.KeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		log.Warn("key_file is readable by others; chmod 600 it", "key_file", cfg.KeyFile, "mode", fi.Mode().Perm().String())
+	if fi, err := os.Stat(cfg.KeyFile); err == nil && fi.Mode().Perm()&0o007 != 0 {
+		// root:edged 0640 is the layout the unit needs (edged runs as
+		// user edged); only access for everyone is worth a warning.
+		log.Warn("key_file is readable by every user; chmod 640 it (owner root, group edged)", "key_file", cfg.KeyFile, "mode", fi.Mode().Perm().String())
 	}
 	d := &Daemon{cfg: cfg, log: log, level: opts.Level, notify: n, key: key, started: time.Now(), events: newEventLog()}
 
@@ -130,11 +134,15 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	}
 	mc.Port = cfg.GossipPort
 	mc.Key = key
+	if err := d.gossipKeys(&mc); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	mc.SnapshotPath = filepath.Join(cfg.DataDir, "serf.snapshot")
 	mc.Tags = map[string]string{
 		api.TagRole:       api.RoleEdged,
 		api.TagSite:       cfg.Site,
 		api.TagVersion:    api.Version,
+		api.TagProto:      api.ThisProto().String(),
 		api.TagGossipPort: strconv.Itoa(cfg.GossipPort),
 	}
 	mc.Logger = log.With("part", "membership")
@@ -148,7 +156,10 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		jc = *opts.Joiner
 	}
 	jc.Seeds = cfg.Seeds
-	jc.KeyID = coord.KeyID(key)
+	jc.KeyID = coord.KeyID(mc.Key)
+	if cfg.TLSCA != "" {
+		jc.Recover = d.keyringStuck
+	}
 	jc.Logger = log.With("part", "joiner")
 	if d.joiner, err = coord.NewJoiner(jc, d.member); err != nil {
 		return nil, err
@@ -162,7 +173,8 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	dc.Site = cfg.Site
 	dc.GossipPort = cfg.GossipPort
 	dc.Version = api.Version
-	dc.KeyID = coord.KeyID(key)
+	dc.Proto = api.ThisProto().String()
+	dc.KeyID = coord.KeyID(mc.Key)
 	dc.Interface = cfg.Interface
 	dc.Logger = log.With("part", "discovery")
 	if d.discovery, err = discovery.New(dc); err != nil {
@@ -176,6 +188,10 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	if opts.Supervisor != nil {
 		sc = *opts.Supervisor
 	}
+	if cfg.MetricsAddress != "" {
+		d.metrics = d.newMetrics()
+		sc.Observe = d.metrics.observeExchange
+	}
 	if d.hw, err = hardware.NewManager(sc, reg, log.With("part", "hardware")); err != nil {
 		return nil, err
 	}
@@ -187,11 +203,8 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
-		if creds.Node() != cfg.Node {
-			return nil, fmt.Errorf("%w: tls_cert %s is issued for node %q, this node is %q", ErrConfig, cfg.TLSCert, creds.Node(), cfg.Node)
-		}
-		if creds.Site() != "" && creds.Site() != cfg.Site {
-			return nil, fmt.Errorf("%w: tls_ca %s is the CA of site %q, this node is in site %q", ErrConfig, cfg.TLSCA, creds.Site(), cfg.Site)
+		if err := credsMatch(cfg, creds); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 		rc := coord.DefaultRaftConfig()
 		if opts.Raft != nil {
@@ -205,12 +218,20 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		rc.BootstrapExpect = cfg.BootstrapExpect
 		rc.Store.Dir = filepath.Join(cfg.DataDir, "raft")
 		rc.Logger = log.With("part", "raft")
+		if d.metrics != nil {
+			rc.OnApply = d.metrics.observeApply
+		}
 		if err := rc.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		if err := checkRecovery(rc); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 		d.creds, d.raftCfg = creds, &rc
 	} else {
 		log.Info("raft is off on this node: no tls_ca/tls_cert/tls_key (create them with `edgectl tls`)")
+		log.Info("gossip keyring recovery is off: no TLS credentials to fetch the site's keyring with; " +
+			"if the site rotates its gossip key while this node is down, this node cannot rejoin until the site's key is installed on it (edgectl keys install KEY, then edgectl keys use KEY)")
 	}
 	d.api = newServer(d, log.With("part", "api"))
 	return d, nil
@@ -223,6 +244,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := os.MkdirAll(d.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
+	if err := d.metrics.listen(); err != nil {
+		return err
+	}
+	defer d.metrics.close()
 	if err := d.member.Start(); err != nil {
 		return err
 	}
@@ -234,6 +259,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 		d.raft = r
 		d.rpcHandlers()
+		r.ServeKeyring()
+		d.recovery = coord.NewKeyRecovery(r, keyringAsk, d.log.With("part", "keyring"))
 		connected := func() bool { l, _ := r.Store().Leader(); return l != "" }
 		d.agent = change.NewAgent(change.AgentConfig{Node: d.cfg.Node, Base: d.cfg.Devices, Connected: connected, Logger: d.log.With("part", "agent")},
 			r.Store(), r, d.hw, change.NewJournal(filepath.Join(d.cfg.DataDir, "journal.json")))
@@ -255,6 +282,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(partsCtx)
 	g.Go(d.api.serve)
 	g.Go(func() error { return d.joiner.Run(gctx) })
+	g.Go(func() error { return d.member.WatchKeyring(gctx, keyringCheck, d.keyringChanged) })
+	if d.recovery != nil {
+		g.Go(func() error { return d.recovery.Run(gctx) })
+	}
 	g.Go(func() error {
 		return d.discovery.Run(gctx, func(s discovery.Sighting) {
 			d.joiner.Sighted(coord.Candidate{Name: s.Instance, Addrs: s.JoinAddrs(), KeyID: s.KeyID})
@@ -263,6 +294,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.notify.Run(gctx) })
 	g.Go(func() error { return d.hw.Run(gctx, d.cfg.Devices) })
 	g.Go(func() error { return d.watchDevices(gctx) })
+	if d.metrics != nil {
+		g.Go(func() error { return d.metrics.run(gctx, d.raft) })
+	}
 	if d.raft != nil {
 		g.Go(func() error { return d.raft.Run(gctx) })
 		g.Go(func() error { return d.agent.Run(gctx) })
@@ -288,7 +322,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.log.Info("edged stopping")
 	_ = d.notify.Stopping()
-	// 1. leave the cluster
+	// 1. hand over the raft leadership, then leave the cluster
+	if d.raft != nil && !memberStopped {
+		d.raft.Quiesce()
+	}
 	if !memberStopped {
 		stopMember()
 		errs = append(errs, <-memDone)
@@ -348,17 +385,35 @@ func (d *Daemon) Reload() error {
 	if fmt.Sprint(next.Seeds) != fmt.Sprint(cur.Seeds) {
 		restart = append(restart, "seeds")
 	}
-	if next.RaftPort != cur.RaftPort || next.TLSCA != cur.TLSCA || next.TLSCert != cur.TLSCert || next.TLSKey != cur.TLSKey {
-		restart = append(restart, "raft_port/tls_*")
+	if next.RaftPort != cur.RaftPort {
+		restart = append(restart, "raft_port")
+	}
+	// TLS files: read again (renewed in place, or new paths) and checked
+	// now; put in use below, with the rest.
+	applyTLS, tlsRestart, err := d.prepareTLS(next)
+	if err != nil {
+		err = fmt.Errorf("%s: %w", d.cfg.Path, err)
+		d.log.Error("reload refused; running config kept", "err", err)
+		return err
+	}
+	if tlsRestart {
+		restart = append(restart, tlsOnOff)
 	}
 	if next.BootstrapExpect != cur.BootstrapExpect {
 		restart = append(restart, "bootstrap_expect")
+	}
+	if next.MetricsAddress != cur.MetricsAddress {
+		restart = append(restart, "metrics_address")
 	}
 	// Devices: checked first, so a bad inventory changes nothing at all.
 	if err := d.hw.Check(next.Devices); err != nil {
 		err = fmt.Errorf("%s: %w", d.cfg.Path, err)
 		d.log.Error("reload refused; running config kept", "err", err)
 		return err
+	}
+	applyTLS()
+	if !tlsRestart {
+		cur.TLSCA, cur.TLSCert, cur.TLSKey = next.TLSCA, next.TLSCert, next.TLSKey
 	}
 	if d.agent != nil {
 		// The agent lays the site config over the new inventory.
@@ -390,7 +445,7 @@ func (d *Daemon) Status() api.Status {
 			Site:    d.cfg.Site,
 			Version: api.Version,
 			Addr:    d.member.LocalAddr(),
-			KeyID:   coord.KeyID(d.key),
+			KeyID:   d.member.PrimaryKeyID(),
 			Started: d.started,
 		},
 		Members: mems,

@@ -52,6 +52,12 @@ func newServer(st state, log *slog.Logger) *server {
 	if sh, ok := st.(interface{ siteHandlers(*http.ServeMux) }); ok {
 		sh.siteHandlers(mux)
 	}
+	if kh, ok := st.(interface{ keyHandlers(*http.ServeMux) }); ok {
+		kh.keyHandlers(mux)
+	}
+	if rh, ok := st.(interface{ raftHandlers(*http.ServeMux) }); ok {
+		rh.raftHandlers(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

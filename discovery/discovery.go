@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/grandcat/zeroconf"
@@ -25,6 +26,7 @@ const (
 	TXTGossipPort = "gossip_port"
 	TXTVersion    = "version"
 	TXTKeyID      = "key_id"
+	TXTProto      = "proto"
 )
 
 // Config configures a Discovery.
@@ -35,9 +37,11 @@ type Config struct {
 	Site string
 	// GossipPort is advertised as the SRV port and in TXT.
 	GossipPort int
-	// Version and KeyID are advertised in TXT for diagnostics.
+	// Version, KeyID and Proto (the protocol range, as the serf tag
+	// "proto" has it) are advertised in TXT for diagnostics.
 	Version string
 	KeyID   string
+	Proto   string
 	// Interface limits advertising and browsing to one interface; empty
 	// means every up, multicast-capable interface.
 	Interface string
@@ -88,7 +92,10 @@ type Sighting struct {
 	Port    int
 	Version string
 	KeyID   string
-	Seen    time.Time
+	// Proto is the peer's protocol range; "" for a release before
+	// protocol versions (protocol 1).
+	Proto string
+	Seen  time.Time
 }
 
 // JoinAddrs returns host:port strings to join the peer at, IPv4 first.
@@ -102,8 +109,11 @@ func (s Sighting) JoinAddrs() []string {
 
 // Discovery advertises the node and browses for peers.
 type Discovery struct {
-	cfg Config
+	cfg Config // KeyID guarded by mu (SetKeyID)
 	log *slog.Logger
+
+	mu  sync.Mutex
+	adv *advertiser // while Run advertises
 }
 
 // New returns a Discovery; it does nothing until Run.
@@ -133,6 +143,9 @@ func (d *Discovery) TXT() []string {
 	if d.cfg.KeyID != "" {
 		txt = append(txt, TXTKeyID+"="+d.cfg.KeyID)
 	}
+	if d.cfg.Proto != "" {
+		txt = append(txt, TXTProto+"="+d.cfg.Proto)
+	}
 	return txt
 }
 
@@ -145,7 +158,15 @@ func (d *Discovery) Run(ctx context.Context, found func(Sighting)) error {
 		return err
 	}
 	adv := &advertiser{d: d, ifaces: ifaces}
-	defer adv.stop()
+	d.mu.Lock()
+	d.adv = adv
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.adv = nil
+		d.mu.Unlock()
+		adv.stop()
+	}()
 	if err := adv.refresh(); err != nil {
 		return err
 	}
@@ -180,38 +201,56 @@ func (d *Discovery) Run(ctx context.Context, found func(Sighting)) error {
 type advertiser struct {
 	d      *Discovery
 	ifaces []net.Interface
+
+	mu     sync.Mutex // refresh and stop run from Run and SetKeyID
 	server *zeroconf.Server
 	ips    []string
+	txt    []string
+	done   bool // stopped for good: refresh does nothing
 }
 
-// refresh (re)registers the service when the addresses changed.
+// refresh (re)registers the service when the addresses or the TXT changed.
 func (a *advertiser) refresh() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.done {
+		return nil
+	}
 	ips, err := addrsOf(a.ifaces)
 	if err != nil {
 		return err
 	}
-	if a.server != nil && slices.Equal(ips, a.ips) {
+	a.d.mu.Lock()
+	cfg, txt := a.d.cfg, a.d.TXT()
+	a.d.mu.Unlock()
+	if a.server != nil && slices.Equal(ips, a.ips) && slices.Equal(txt, a.txt) {
 		return nil
 	}
-	a.stop()
+	a.stopLocked()
 	if len(ips) == 0 {
 		return fmt.Errorf("discovery: no address to advertise on %s", ifaceNames(a.ifaces))
 	}
-	cfg := a.d.cfg
 	// The SRV target is a host name of our own, not the OS hostname: boxes
 	// fresh from the factory often share one, and a shared name would mix
 	// their addresses up in other resolvers (avahi among them).
-	server, err := zeroconf.RegisterProxy(cfg.Instance, Service, cfg.Domain, cfg.GossipPort, hostLabel(cfg.Instance), ips, a.d.TXT(), a.ifaces)
+	server, err := zeroconf.RegisterProxy(cfg.Instance, Service, cfg.Domain, cfg.GossipPort, hostLabel(cfg.Instance), ips, txt, a.ifaces)
 	if err != nil {
 		return fmt.Errorf("discovery: advertise %s on %s: %w", Service, ifaceNames(a.ifaces), err)
 	}
 	server.TTL(cfg.TTL)
-	a.server, a.ips = server, ips
+	a.server, a.ips, a.txt = server, ips, txt
 	a.d.log.Info("advertising", "service", Service, "instance", cfg.Instance, "interfaces", ifaceNames(a.ifaces), "addrs", ips)
 	return nil
 }
 
 func (a *advertiser) stop() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.done = true
+	a.stopLocked()
+}
+
+func (a *advertiser) stopLocked() {
 	if a.server != nil {
 		a.server.Shutdown()
 		a.server = nil
@@ -345,6 +384,7 @@ func Filter(e *zeroconf.ServiceEntry, site, self string, now time.Time) (Sightin
 		Port:     e.Port,
 		Version:  txt[TXTVersion],
 		KeyID:    txt[TXTKeyID],
+		Proto:    txt[TXTProto],
 		Seen:     now,
 	}
 	switch {

@@ -80,19 +80,24 @@ func TestFilter(t *testing.T) {
 
 func TestTXTAndConfig(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Instance, cfg.Site, cfg.GossipPort, cfg.KeyID, cfg.Version = "n1", "lab", 7946, "ab12", "v1"
+	cfg.Instance, cfg.Site, cfg.GossipPort, cfg.KeyID, cfg.Version, cfg.Proto = "n1", "lab", 7946, "ab12", "v1", "1-2"
 	d, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"site=lab", "gossip_port=7946", "version=v1", "key_id=ab12"}
+	want := []string{"site=lab", "gossip_port=7946", "version=v1", "key_id=ab12", "proto=1-2"}
 	if got := d.TXT(); !slices.Equal(got, want) {
 		t.Errorf("TXT %v, want %v", got, want)
 	}
 	// What we advertise is what we accept.
 	e := entry("n1", 7946, d.TXT(), "192.0.2.11")
-	if _, why := Filter(e, "lab", "n2", time.Now()); why != "" {
-		t.Errorf("own TXT refused: %s", why)
+	if s, why := Filter(e, "lab", "n2", time.Now()); why != "" || s.Proto != "1-2" || s.Version != "v1" {
+		t.Errorf("own TXT: %+v, refused: %q", s, why)
+	}
+	// A release before protocol versions advertises none: still a peer.
+	e = entry("n1", 7946, []string{"site=lab", "gossip_port=7946", "version=v0", "key_id=ab12"}, "192.0.2.11")
+	if s, why := Filter(e, "lab", "n2", time.Now()); why != "" || s.Proto != "" {
+		t.Errorf("TXT without proto: %+v, refused: %q", s, why)
 	}
 	for _, bad := range []func(*Config){
 		func(c *Config) { c.Instance = "" },

@@ -176,7 +176,18 @@ type Config struct {
 	Settings Settings
 	// Options holds driver-specific keys (for example a simulator's model).
 	Options map[string]string
+	// Observe, when set, is told of every command/answer exchange a serial
+	// driver has with the device. The supervisor sets it from
+	// SupervisorConfig.Observe when it opens the device; it never comes
+	// from the node config.
+	Observe ExchangeObserver
 }
+
+// ExchangeObserver is told how long one command/answer exchange with a
+// device took, from sending the command to the end of its answer, and how
+// it ended: nil, or an error wrapping ErrTimeout, ErrRejected, ErrGarbage,
+// ErrDisconnected... It runs on the device's goroutine and must be quick.
+type ExchangeObserver func(took time.Duration, err error)
 
 // Opener opens a device of one driver.
 type Opener func(ctx context.Context, cfg Config, log *slog.Logger) (Device, error)

@@ -216,6 +216,7 @@ func (m *Manager) Statuses() []Status {
 func sameHardware(a, b Config) bool {
 	a.Settings, b.Settings = nil, nil
 	a.OnDrift, b.OnDrift = "", ""
+	a.Observe, b.Observe = nil, nil
 	return reflect.DeepEqual(a, b)
 }
 

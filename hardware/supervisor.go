@@ -47,6 +47,10 @@ type Status struct {
 	// failed (0: none). A caller that changed the desired state waits for
 	// Verified (or Failed) to reach the new Version.
 	Version, Verified, Failed uint64
+	// Errors counts failed reconcile attempts (open, read, apply or
+	// verify) since the supervisor started; Drifts counts the times the
+	// device, once at its desired settings, was found to have left them.
+	Errors, Drifts uint64
 }
 
 // SupervisorConfig tunes one device's supervisor.
@@ -61,6 +65,9 @@ type SupervisorConfig struct {
 	BreakerCooldown time.Duration
 	// OpTimeout bounds one open, read or apply.
 	OpTimeout time.Duration
+	// Observe, when set, is told of every command/answer exchange with a
+	// device whose driver reports them (the serial drivers).
+	Observe func(device, driver string, took time.Duration, err error)
 }
 
 // DefaultSupervisorConfig returns the defaults.
@@ -95,6 +102,9 @@ type Supervisor struct {
 	wake chan struct{}
 	// stepVer is the desired version the current step works on.
 	stepVer atomic.Uint64
+	// drifted: a drift was counted and the device has not been back in
+	// sync since (only the step goroutine uses it).
+	drifted bool
 
 	mu      sync.Mutex
 	dev     Config
@@ -258,6 +268,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				st.BreakerOpen = open
 				st.InSync = false
 				st.Failed = failedVer
+				st.Errors++
 			})
 			if failures == 1 || open && failures == s.cfg.BreakerAfter {
 				s.log.Warn("device failing", "state", classify(err), "err", err, "retry_in", wait.Round(time.Millisecond), "breaker_open", open)
@@ -293,6 +304,10 @@ func (s *Supervisor) step(ctx context.Context, devp *Device) error {
 	s.stepVer.Store(ver)
 
 	if *devp == nil {
+		if obs := s.cfg.Observe; obs != nil {
+			name, driver := cfg.Name, cfg.Driver
+			cfg.Observe = func(took time.Duration, err error) { obs(name, driver, took, err) }
+		}
 		octx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
 		dev, err := s.reg.Open(octx, cfg, s.log)
 		cancel()
@@ -321,6 +336,10 @@ func (s *Supervisor) step(ctx context.Context, devp *Device) error {
 		return err
 	}
 	diff := Diff(desired, actual)
+	if len(diff) > 0 && applied && !s.drifted {
+		s.drifted = true
+		s.update(func(st *Status) { st.Drifts++ })
+	}
 	correct := cfg.OnDrift != "report" || !applied
 	if len(diff) > 0 && correct {
 		changes := Settings{}
@@ -358,6 +377,9 @@ func (s *Supervisor) step(ctx context.Context, devp *Device) error {
 			s.applied = true
 		}
 		s.mu.Unlock()
+	}
+	if len(diff) == 0 {
+		s.drifted = false
 	}
 	s.setResult(desired, actual, diff, nil)
 	return nil

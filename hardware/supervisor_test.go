@@ -2,6 +2,7 @@ package hardware_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -282,5 +283,78 @@ func TestEqualAndDiff(t *testing.T) {
 	d := hardware.Diff(hardware.Settings{"a": 1.0, "b": "x", "c": true}, hardware.Settings{"a": int64(1), "b": "y"})
 	if strings.Join(d, ",") != "b,c" {
 		t.Errorf("Diff = %v", d)
+	}
+}
+
+// TestSupervisorCounters: failed attempts add to Errors; a drift away from
+// settings the device had reached adds one to Drifts per departure (not per
+// check), in both on_drift modes.
+func TestSupervisorCounters(t *testing.T) {
+	for _, mode := range []string{"correct", "report"} {
+		t.Run(mode, func(t *testing.T) {
+			m := newMem(t, "r0", "radio")
+			m.SetFaults(sim.Faults{Timeout: true})
+			s := runSup(t, fastConfig(), registry(map[string]*sim.Memory{"r0": m}), hardware.Config{Name: "r0", Driver: "sim", Settings: radio, OnDrift: mode})
+			waitStatus(t, s, "two failed attempts", func(st hardware.Status) bool { return st.Errors >= 2 })
+			m.SetFaults(sim.Faults{})
+			st := waitStatus(t, s, "in sync", func(st hardware.Status) bool { return st.InSync })
+			errs := st.Errors
+			if st.Drifts != 0 {
+				t.Errorf("first apply counted as drift: %+v", st)
+			}
+			m.Set("power_dbm", int64(30))
+			s.Poke()
+			st = waitStatus(t, s, "one drift", func(st hardware.Status) bool { return st.Drifts == 1 })
+			// Check again: in report mode the drift is still there, in
+			// correct mode it was corrected; neither is a new drift.
+			s.Poke()
+			st = waitStatus(t, s, "checked again", func(st2 hardware.Status) bool { return st2.LastVerified.After(st.LastVerified) })
+			if st.Drifts != 1 {
+				t.Errorf("drifts %d after a second check, want 1", st.Drifts)
+			}
+			if mode == "correct" {
+				// A second departure is a second drift.
+				m.Set("power_dbm", int64(31))
+				s.Poke()
+				waitStatus(t, s, "second drift", func(st hardware.Status) bool { return st.Drifts == 2 && st.InSync })
+			}
+			if st := s.Status(); st.Errors != errs {
+				t.Errorf("errors %d, want %d: no attempt failed since", st.Errors, errs)
+			}
+		})
+	}
+}
+
+// TestSupervisorObserve: the supervisor hands SupervisorConfig.Observe to
+// the driver in its Config, naming the device and its driver.
+func TestSupervisorObserve(t *testing.T) {
+	type seen struct {
+		device, driver string
+		took           time.Duration
+		err            error
+	}
+	got := make(chan seen, 16)
+	cfg := fastConfig()
+	cfg.Observe = func(device, driver string, took time.Duration, err error) { got <- seen{device, driver, took, err} }
+	r := hardware.NewRegistry()
+	m := newMem(t, "sg0", "radio")
+	r.Register("serialish", func(_ context.Context, c hardware.Config, _ *slog.Logger) (hardware.Device, error) {
+		if c.Observe == nil {
+			return nil, errors.New("no observer handed over")
+		}
+		c.Observe(3*time.Millisecond, nil)
+		c.Observe(time.Second, hardware.ErrTimeout)
+		return m, nil
+	})
+	runSup(t, cfg, r, hardware.Config{Name: "sg0", Driver: "serialish"})
+	for _, want := range []seen{{"sg0", "serialish", 3 * time.Millisecond, nil}, {"sg0", "serialish", time.Second, hardware.ErrTimeout}} {
+		select {
+		case s := <-got:
+			if s != want {
+				t.Errorf("observed %+v, want %+v", s, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no exchange observed")
+		}
 	}
 }

@@ -45,8 +45,10 @@ var commands = []command{
 	{"events", "the site's events: members, changes, devices", runEvents},
 	{"lock", "run a command under a site-wide lock", runLock},
 	{"unlock", "free a lock whose holder died", runUnlock},
+	{"raft", "raft peers: the raft servers; recovery after a lost quorum", runRaft},
 	{"support-bundle", "a tarball of state, config and logs for support", runBundle},
 	{"keygen", "print a new gossip key", runKeygen},
+	{"keys", "the site's gossip keys: list, install, use, remove, rotate", runKeys},
 	{"tls", "make the site CA and node certificates", runTLS},
 	{"version", "print the version", runVersion},
 }

@@ -129,6 +129,9 @@ func printStatus(e *env, st api.Status) error {
 	if line := mixedVersions(st.Members); line != "" {
 		fmt.Fprintf(w, "warning\t%s\n", line)
 	}
+	for _, line := range incompatible(st) {
+		fmt.Fprintf(w, "warning\t%s\n", line)
+	}
 	fmt.Fprintf(w, "members\t%d alive, %d suspect, %d failed, %d left\n",
 		counts[api.StatusAlive], counts[api.StatusSuspect], counts[api.StatusFailed], counts[api.StatusLeft])
 	if err := w.Flush(); err != nil {
@@ -169,6 +172,48 @@ func mixedVersions(members []api.Member) string {
 		parts[i] = fmt.Sprintf("%s on %d", v, count[v])
 	}
 	return "mixed releases: " + strings.Join(parts, ", ") + " nodes (see edgectl members)"
+}
+
+// incompatible warns about each edged member (not gone) whose protocol
+// range shares no version with the one the raft voters all speak (with raft
+// off: with this node's): the leader gives such a node no raft replica.
+func incompatible(st api.Status) []string {
+	tags := map[string]string{}
+	for _, m := range st.Members {
+		if m.Tags[api.TagRole] == api.RoleEdged {
+			tags[m.Name] = m.Tags[api.TagProto]
+		}
+	}
+	refs, whose := []string{st.Node.Name}, "this node's"
+	if st.Raft != nil && len(st.Raft.Voters) > 0 {
+		refs, whose = st.Raft.Voters, "the voters'"
+	}
+	var ranges []api.Proto
+	for _, n := range refs {
+		tag, known := tags[n]
+		if p, err := api.ParseProto(tag); known && err == nil {
+			ranges = append(ranges, p)
+		}
+	}
+	site, ok := api.CommonProto(ranges...)
+	if len(ranges) == 0 || !ok {
+		return nil // nothing to compare with (the voters' own mismatch shows in their rows)
+	}
+	var out []string
+	for _, m := range st.Members {
+		if m.Tags[api.TagRole] != api.RoleEdged || m.Status == api.StatusLeft {
+			continue
+		}
+		tag := m.Tags[api.TagProto]
+		p, err := api.ParseProto(tag)
+		switch {
+		case err != nil:
+			out = append(out, fmt.Sprintf("incompatible: %s advertises protocol %q, not a version range: it gets no raft replica (see docs/upgrade.md)", m.Name, tag))
+		case !p.Overlaps(site):
+			out = append(out, fmt.Sprintf("incompatible: %s speaks protocol %s, %s range is %s: it gets no raft replica until its release matches (see docs/upgrade.md)", m.Name, p, whose, site))
+		}
+	}
+	return out
 }
 
 func printJSON(w io.Writer, v any) error {

@@ -180,3 +180,54 @@ func TestStatusWatchText(t *testing.T) {
 		t.Errorf("no separator between redraws:\n%s", out.String())
 	}
 }
+
+func TestIncompatible(t *testing.T) {
+	m := func(name, status, proto string) api.Member {
+		tags := map[string]string{api.TagRole: api.RoleEdged, api.TagVersion: "x"}
+		if proto != "-" {
+			tags[api.TagProto] = proto
+		}
+		return api.Member{Name: name, Status: status, Tags: tags}
+	}
+	serf := api.Member{Name: "serf", Status: api.StatusAlive, Tags: map[string]string{}}
+	tests := []struct {
+		name    string
+		members []api.Member
+		raft    *api.Raft
+		want    []string // substrings, one per line
+	}{
+		{"old and new releases overlap", []api.Member{m("a", api.StatusAlive, "-"), m("b", api.StatusAlive, "1"), m("c", api.StatusAlive, "1-2"), serf}, &api.Raft{Voters: []string{"a", "b"}}, nil},
+		{"a release past the voters", []api.Member{m("a", api.StatusAlive, "-"), m("b", api.StatusAlive, "1"), m("c", api.StatusFailed, "2-3")}, &api.Raft{Voters: []string{"a", "b"}},
+			[]string{"incompatible: c speaks protocol 2-3, the voters' range is 1: it gets no raft replica"}},
+		{"gone nodes do not count", []api.Member{m("a", api.StatusAlive, "1"), m("c", api.StatusLeft, "2-3")}, &api.Raft{Voters: []string{"a"}}, nil},
+		{"malformed tag", []api.Member{m("a", api.StatusAlive, "1"), m("c", api.StatusAlive, "two")}, &api.Raft{Voters: []string{"a"}},
+			[]string{`incompatible: c advertises protocol "two"`}},
+		{"voters already moved on", []api.Member{m("a", api.StatusAlive, "2-3"), m("b", api.StatusAlive, "3"), m("c", api.StatusAlive, "-")}, &api.Raft{Voters: []string{"a", "b"}},
+			[]string{"incompatible: c speaks protocol 1, the voters' range is 3"}},
+		{"raft off: this node is the reference", []api.Member{m("me", api.StatusAlive, "1"), m("c", api.StatusAlive, "4")}, nil,
+			[]string{"incompatible: c speaks protocol 4, this node's range is 1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := incompatible(api.Status{Node: api.Node{Name: "me"}, Members: tt.members, Raft: tt.raft})
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %q, want %d lines", got, len(tt.want))
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("line %q, want %q", got[i], w)
+				}
+			}
+		})
+	}
+	// In the status text, as a warning line.
+	st := api.Status{Node: api.Node{Name: "a"}, Raft: &api.Raft{Voters: []string{"a"}},
+		Members: []api.Member{m("a", api.StatusAlive, "1"), m("z", api.StatusAlive, "7")}}
+	var out, errb bytes.Buffer
+	if err := printStatus(&env{stdout: &out, stderr: &errb}, st); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "\nwarning  incompatible: z speaks protocol 7,") {
+		t.Errorf("status text:\n%s", out.String())
+	}
+}

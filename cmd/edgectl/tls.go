@@ -106,7 +106,7 @@ func runTLSCert(_ context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "created the credentials of %s, valid until %s:\n", what, day(cert.NotAfter))
 	fmt.Fprintf(e.stdout, "  %s  tls_cert\n", filepath.Join(*out, *node+".crt"))
-	fmt.Fprintf(e.stdout, "  %s  tls_key (keep it mode 0600)\n", filepath.Join(*out, *node+".key"))
+	fmt.Fprintf(e.stdout, "  %s  tls_key (on the node: root:edged, mode 0640)\n", filepath.Join(*out, *node+".key"))
 	_, err = fmt.Fprintf(e.stdout, "  %s  tls_ca\n", filepath.Join(*out, pki.CACertFile))
 	return err
 }

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"edge/daemon"
@@ -66,7 +68,7 @@ func run(configPath string) int {
 
 	cfg, err := daemon.LoadConfig(configPath)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "edged: %v\n", err)
+		fatal(os.Stderr, err)
 		return exitConfig
 	}
 	d, err := daemon.New(cfg, daemon.Options{Logger: log, Level: level})
@@ -90,9 +92,24 @@ func run(configPath string) int {
 }
 
 func fail(err error) int {
-	fmt.Fprintf(os.Stderr, "edged: %v\n", err)
+	fatal(os.Stderr, err)
 	if errors.Is(err, daemon.ErrConfig) {
 		return exitConfig
 	}
 	return 1
+}
+
+// fatal prints why edged stops, one "edged: " line per line of err. Under
+// systemd each line carries the error priority (<3>), so `journalctl -p err`
+// shows why edged did not start.
+func fatal(w io.Writer, err error) {
+	prefix := "edged: "
+	if os.Getenv("JOURNAL_STREAM") != "" {
+		prefix = "<3>edged: "
+	}
+	var b strings.Builder
+	for _, line := range strings.Split(strings.TrimRight(err.Error(), "\n"), "\n") {
+		b.WriteString(prefix + line + "\n")
+	}
+	io.WriteString(w, b.String())
 }

@@ -32,8 +32,11 @@ var (
 
 // Command is one entry of the raft log.
 type Command struct {
-	Op   string    `json:"op"`
-	Time time.Time `json:"time"` // set by the proposer: the FSM never reads a clock
+	// Version is the command's format version; 0 (absent) is 1. Set above
+	// 1 only once ServersSpeak allows it (see proto.go).
+	Version int       `json:"version,omitempty"`
+	Op      string    `json:"op"`
+	Time    time.Time `json:"time"` // set by the proposer: the FSM never reads a clock
 
 	Propose *Propose `json:"propose,omitempty"`
 	// For node and advance and confirm.
@@ -145,6 +148,9 @@ func (f *FSM) Changed() <-chan struct{} {
 func (f *FSM) Apply(l *raft.Log) any {
 	var cmd Command
 	if err := json.Unmarshal(l.Data, &cmd); err != nil {
+		return Result{Err: fmt.Sprintf("%v: %v", ErrBadCommand, err)}
+	}
+	if err := checkVersion("command", cmd.Version); err != nil {
 		return Result{Err: fmt.Sprintf("%v: %v", ErrBadCommand, err)}
 	}
 	f.mu.Lock()
@@ -377,7 +383,7 @@ func lock(st *State, cmd *Command, index uint64) Result {
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	data, err := json.Marshal(f.st)
+	data, err := json.Marshal(snapshotJSON{Version: SnapshotVersion, State: f.st})
 	if err != nil {
 		return nil, err
 	}
@@ -388,7 +394,11 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	st := emptyState()
-	if err := json.NewDecoder(io.LimitReader(rc, 256<<20)).Decode(st); err != nil {
+	snap := snapshotJSON{State: st}
+	if err := json.NewDecoder(io.LimitReader(rc, 256<<20)).Decode(&snap); err != nil {
+		return fmt.Errorf("store: restore snapshot: %w", err)
+	}
+	if err := checkVersion("snapshot", snap.Version); err != nil {
 		return fmt.Errorf("store: restore snapshot: %w", err)
 	}
 	if st.Docs == nil {
@@ -403,6 +413,17 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.changed = make(chan struct{})
 	f.mu.Unlock()
 	return nil
+}
+
+// SnapshotVersion is the format version of the snapshots this release
+// writes.
+const SnapshotVersion = 1
+
+// snapshotJSON is a snapshot: the state with its format version beside
+// its fields ("version" is new; releases before it read the state alone).
+type snapshotJSON struct {
+	Version int `json:"version,omitempty"`
+	*State
 }
 
 type snapshot []byte

@@ -21,6 +21,9 @@ type Peer struct {
 	// answering over mutual TLS and keeping up with the leader's
 	// heartbeats. Zero when not healthy now.
 	Up time.Duration
+	// Proto is the protocol range it advertises (api.TagProto); "" for a
+	// release before protocol versions (protocol 1).
+	Proto string
 }
 
 // PromotePolicy holds the timings of PlanMembership.
@@ -36,9 +39,12 @@ type PromotePolicy struct {
 
 // Action is one raft membership change the leader makes.
 type Action struct {
-	Op   string // add_nonvoter, promote, demote, remove
+	Op   string // add_nonvoter, promote, demote, remove, readdress
 	ID   string
 	Addr string
+	// Demote, for readdress: the server is a voter that loses its vote
+	// with the move (see PlanMembership).
+	Demote bool
 }
 
 // Membership actions.
@@ -47,6 +53,8 @@ const (
 	ActPromote     = "promote"
 	ActDemote      = "demote"
 	ActRemove      = "remove"
+	// ActReaddress moves a server to Addr, the address its node now has.
+	ActReaddress = "readdress"
 )
 
 // VoterTarget is how many voters a site of n nodes keeps: 3, or 5 once it
@@ -62,9 +70,10 @@ func VoterTarget(n int) int {
 // PlanMembership decides how the raft configuration should change so that
 // every site node holds a replica (non-voters), the voter count stays at
 // VoterTarget, and dead voters are replaced by non-voters that have been
-// healthy for pol.StableAfter. leader is this node's id: it is never removed
-// or demoted. This is the promoter the stock autopilot lacks: it promotes
-// only up to the target.
+// healthy for pol.StableAfter. A server whose node now answers at another
+// address is moved there (ActReaddress). leader is this node's id: it is
+// never removed or demoted. This is the promoter the stock autopilot lacks:
+// it promotes only up to the target.
 func PlanMembership(cfg raft.Configuration, peers []Peer, leader string, pol PromotePolicy) []Action {
 	byName := map[string]Peer{}
 	for _, p := range peers {
@@ -75,6 +84,9 @@ func PlanMembership(cfg raft.Configuration, peers []Peer, leader string, pol Pro
 		inCfg[string(s.ID)] = s
 	}
 	var acts []Action
+	// A peer that shares no protocol version with the voters gets neither
+	// a replica nor a vote (see ProtoFit).
+	fits := ProtoFit(cfg, peers)
 
 	// Servers that left, or stayed dead too long, go. The leader stays.
 	removed := map[string]bool{}
@@ -89,6 +101,23 @@ func PlanMembership(cfg raft.Configuration, peers []Peer, leader string, pol Pro
 			removed[id] = true
 		}
 	}
+	// A server whose node is alive at another address (a box replaced
+	// under the same name, or renumbered) is moved there. A voter loses its
+	// vote with the move, as Consul's leader does it: the box may have an
+	// empty disk, and a voter with an empty log can elect a leader that
+	// lacks committed commands. It gets its vote back as any non-voter
+	// does, once stable. The leader keeps its vote: its log is the one
+	// raft serves.
+	moved := map[string]bool{}
+	for _, s := range cfg.Servers {
+		id := string(s.ID)
+		p, known := byName[id]
+		if removed[id] || !known || !p.Alive || p.Addr == "" || p.Addr == string(s.Address) {
+			continue
+		}
+		acts = append(acts, Action{Op: ActReaddress, ID: id, Addr: p.Addr, Demote: s.Suffrage == raft.Voter && id != leader})
+		moved[id] = id != leader
+	}
 	// Every alive peer gets a replica.
 	names := make([]string, 0, len(peers))
 	for _, p := range peers {
@@ -97,29 +126,33 @@ func PlanMembership(cfg raft.Configuration, peers []Peer, leader string, pol Pro
 	slices.Sort(names)
 	for _, n := range names {
 		p := byName[n]
-		if _, ok := inCfg[n]; !ok && p.Alive && p.Addr != "" {
+		if _, ok := inCfg[n]; !ok && p.Alive && p.Addr != "" && fits(p) {
 			acts = append(acts, Action{Op: ActAddNonvoter, ID: n, Addr: p.Addr})
 		}
 	}
-	// Count healthy voters and the site size (alive peers plus known servers).
+	// Count healthy voters and the site size (alive peers; the leader always
+	// counts: it runs this plan, even while its own leave is gossiped).
 	size := 0
 	for _, n := range names {
-		if byName[n].Alive {
+		if byName[n].Alive || n == leader {
 			size++
 		}
+	}
+	if _, listed := byName[leader]; !listed && leader != "" {
+		size++
 	}
 	target := VoterTarget(max(size, 1))
 	var voters, nonvoters []string
 	for _, s := range cfg.Servers {
 		id := string(s.ID)
-		if removed[id] {
-			continue
+		if removed[id] || moved[id] {
+			continue // a moved server is counted again at the next round
 		}
 		alive := id == leader || byName[id].Alive
 		switch {
 		case s.Suffrage == raft.Voter && alive:
 			voters = append(voters, id)
-		case s.Suffrage == raft.Nonvoter && alive && byName[id].Up >= pol.StableAfter:
+		case s.Suffrage == raft.Nonvoter && alive && byName[id].Up >= pol.StableAfter && fits(byName[id]):
 			nonvoters = append(nonvoters, id)
 		}
 	}

@@ -99,7 +99,9 @@ type Store struct {
 }
 
 // Open opens (or creates) the raft state in cfg.Dir and starts raft over
-// layer. It does not bootstrap: see Bootstrap.
+// layer. It does not bootstrap: see Bootstrap. When cfg.Dir holds a
+// PeersFile, the local state is first recovered to the configuration it
+// lists (see PeersFile); a bad file is an error and changes nothing.
 func Open(cfg Config, layer raft.StreamLayer) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -107,6 +109,17 @@ func Open(cfg Config, layer raft.StreamLayer) (*Store, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	// A manual recovery file is read first: a bad one refuses the start
+	// before anything is opened or changed.
+	recovery, err := readRecovery(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: recovery: %w", err)
+	}
+	if recovery != nil {
+		if err := checkSelf(filepath.Join(cfg.Dir, PeersFile), recovery, cfg.NodeName, layer.Addr()); err != nil {
+			return nil, fmt.Errorf("store: recovery: %w", err)
+		}
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
@@ -137,6 +150,13 @@ func Open(cfg Config, layer raft.StreamLayer) (*Store, error) {
 	// once) share one log write and one AppendEntries per follower.
 	rc.BatchApplyCh = true
 	rc.Logger = hl
+	if recovery != nil {
+		if err := recoverCluster(cfg.Dir, recovery, rc, db, db, snaps, trans, log); err != nil {
+			trans.Close()
+			db.Close()
+			return nil, fmt.Errorf("store: recovery: %w", err)
+		}
+	}
 	fsm := NewFSM()
 	r, err := raft.NewRaft(rc, fsm, db, db, snaps, trans)
 	if err != nil {
@@ -250,6 +270,13 @@ func (s *Store) Changed() <-chan struct{} { return s.fsm.Changed() }
 
 // IsLeader reports whether this node leads.
 func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// TransferLeadership hands the leadership to the most up-to-date other
+// voter and waits for it to take over (at most about an election timeout).
+// It fails when this node does not lead or no other voter can take over.
+func (s *Store) TransferLeadership() error {
+	return s.raft.LeadershipTransfer().Error()
+}
 
 // Leader returns the leader's address and id ("" when unknown).
 func (s *Store) Leader() (string, string) {

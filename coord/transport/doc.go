@@ -22,4 +22,10 @@
 // certificate signed by the site CA is accepted: every peer is still a
 // member of the site, but one node could answer for another's address.
 // The daemon should set NameOf from what it knows of the site's members.
+// Mux.RPCClientFor checks a name given by the caller instead, for a peer
+// known from elsewhere (an mDNS sighting).
+//
+// Mux.SetCredentials swaps the node's certificate and CA bundle on a running
+// Mux (a renewal, a CA replacement): each handshake picks the credentials
+// current at that moment, and connections already set up are left alone.
 package transport

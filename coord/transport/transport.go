@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -68,9 +69,8 @@ func (c Config) Validate() error {
 type Mux struct {
 	cfg       Config
 	log       *slog.Logger
-	creds     *pki.Credentials
-	server    *tls.Config
-	anyNode   *tls.Config // client config when NameOf is nil
+	creds     atomic.Pointer[pki.Credentials] // current; SetCredentials swaps them
+	server    *tls.Config                     // picks the current credentials per handshake
 	ln        net.Listener
 	advertise net.Addr
 	raft      *streamLayer
@@ -121,14 +121,18 @@ func (c Config) Listen(addr string, creds *pki.Credentials, advertise net.Addr) 
 	m := &Mux{
 		cfg:       c,
 		log:       log,
-		creds:     creds,
-		server:    creds.ServerConfig(),
-		anyNode:   creds.ClientConfig(""),
 		ln:        ln,
 		advertise: advertise,
 		ctx:       ctx,
 		cancel:    cancel,
 		pending:   make(chan struct{}, c.MaxPending),
+	}
+	m.creds.Store(creds)
+	m.server = &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return m.creds.Load().ServerConfig(), nil
+		},
 	}
 	m.raft = &streamLayer{listener: newListener(advertise), m: m}
 	m.rpc = newListener(advertise)
@@ -307,15 +311,20 @@ const lingerTime = 500 * time.Millisecond
 // dial connects to addr over TLS and selects proto. timeout bounds the whole
 // setup; 0 means the handshake timeout.
 func (m *Mux) dial(ctx context.Context, addr string, proto byte, timeout time.Duration) (net.Conn, error) {
-	cfg := m.anyNode
 	name := ""
 	if m.cfg.NameOf != nil {
 		var ok bool
 		if name, ok = m.cfg.NameOf(addr); !ok {
 			return nil, fmt.Errorf("transport: dial %s: %w", addr, ErrUnknownPeer)
 		}
-		cfg = m.creds.ClientConfig(name)
 	}
+	return m.dialAs(ctx, addr, name, proto, timeout)
+}
+
+// dialAs is dial to the node name at addr ("" for any node of the site),
+// with the credentials current at the time of the dial.
+func (m *Mux) dialAs(ctx context.Context, addr, name string, proto byte, timeout time.Duration) (net.Conn, error) {
+	cfg := m.creds.Load().ClientConfig(name)
 	if timeout <= 0 {
 		timeout = m.cfg.HandshakeTimeout
 	}

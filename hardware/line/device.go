@@ -38,6 +38,7 @@ type Device struct {
 	path    string
 	timeout time.Duration
 	log     *slog.Logger
+	observe hardware.ExchangeObserver // nil: nobody listens
 
 	// written holds the last value applied to each write-only setting
 	// (one without a query), forgotten when the device goes away.
@@ -103,6 +104,7 @@ func OpenProfile(ctx context.Context, cfg hardware.Config, prof *Profile, log *s
 		path:    cfg.Port,
 		timeout: timeout,
 		log:     log,
+		observe: cfg.Observe,
 		written: hardware.Settings{},
 		hello:   true,
 	}
@@ -377,10 +379,14 @@ func (d *Device) checkErrors(ctx context.Context, cmd string) error {
 // exchange sends one command and frames its answer. Errors wrap
 // ErrTimeout (with what arrived, quoted), ErrDisconnected, ErrGarbage (an
 // answer too long) or ErrRejected (an error pattern matched, with the
-// device's line).
-func (d *Device) exchange(ctx context.Context, cmd string, want expect, timeout time.Duration) (reply, error) {
+// device's line). A command that expects an answer is reported to the
+// observer, from the write to the end of the answer.
+func (d *Device) exchange(ctx context.Context, cmd string, want expect, timeout time.Duration) (r reply, err error) {
 	if err := d.port.Discard(); err != nil {
 		return reply{}, d.ioErr(err)
+	}
+	if d.observe != nil && want != expectNothing {
+		defer func(start time.Time) { d.observe(time.Since(start), err) }(time.Now())
 	}
 	prev := d.last
 	d.last = cmd
@@ -391,8 +397,7 @@ func (d *Device) exchange(ctx context.Context, cmd string, want expect, timeout 
 		d.log.Debug("sent", "cmd", cmd)
 		return reply{}, nil
 	}
-	var r reply
-	_, err := d.port.ReadUntil(ctx, timeout, d.prof.MaxAnswer, func(b []byte) bool {
+	_, err = d.port.ReadUntil(ctx, timeout, d.prof.MaxAnswer, func(b []byte) bool {
 		var done bool
 		r, done = d.prof.scan(cmd, prev, want, b)
 		return done

@@ -82,11 +82,13 @@ func OpenDevice(_ context.Context, cfg hardware.Config, log *slog.Logger) (*Devi
 	if err != nil {
 		return nil, err
 	}
+	bus := newRTU(p, sc, timeout, log)
+	bus.observe = cfg.Observe
 	return &Device{
 		prof: prof,
 		unit: byte(unit),
 		port: p,
-		bus:  newRTU(p, sc, timeout, log),
+		bus:  bus,
 	}, nil
 }
 

@@ -28,6 +28,7 @@ type rtu struct {
 	char    time.Duration // one character on the wire
 	t35     time.Duration // the silent interval between frames
 	log     *slog.Logger
+	observe hardware.ExchangeObserver // nil: nobody listens
 
 	// quietFrom is when the line went quiet (end of our last frame or the
 	// last byte received).
@@ -53,8 +54,10 @@ func newRTU(p port, cfg serial.Config, timeout time.Duration, log *slog.Logger) 
 	}
 }
 
-// do sends req and returns the registers of the answer (for reads).
-func (m *rtu) do(ctx context.Context, req Request) ([]uint16, error) {
+// do sends req and returns the registers of the answer (for reads). The
+// exchange, from the write to the end of the answer and of the silence
+// after it, is reported to the observer.
+func (m *rtu) do(ctx context.Context, req Request) (regs []uint16, err error) {
 	frame, err := req.Encode()
 	if err != nil {
 		return nil, err
@@ -65,6 +68,9 @@ func (m *rtu) do(ctx context.Context, req Request) ([]uint16, error) {
 	// A late answer to an earlier request must not pass for this one.
 	if err := m.port.Discard(); err != nil {
 		return nil, err
+	}
+	if m.observe != nil {
+		defer func(start time.Time) { m.observe(time.Since(start), err) }(time.Now())
 	}
 	if m.log.Enabled(ctx, slog.LevelDebug) {
 		m.log.Debug("modbus send", "request", req.String(), "frame", fmt.Sprintf("% x", frame))

@@ -13,6 +13,9 @@
 // edged.yaml) and checks them with errors that name the key and the file;
 // Credentials.ServerConfig and Credentials.ClientConfig build the tls.Config of
 // each side: TLS 1.3 only, every connection authenticated both ways by the
-// site CA. The package is a leaf: it imports no other edge package, so the CLI
-// can use it without linking the engine.
+// site CA. tls_ca may hold several CA certificates (a bundle, while the site
+// CA is replaced). Credentials are immutable: a renewal loads new ones, and
+// Serial, CAs and Equal tell them apart (the transport swaps them in on a
+// reload). The package is a leaf: it imports no other edge package, so the
+// CLI can use it without linking the engine.
 package pki

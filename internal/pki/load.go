@@ -23,6 +23,7 @@ type Credentials struct {
 	cert  tls.Certificate
 	leaf  *x509.Certificate
 	roots *x509.CertPool
+	cas   []*x509.Certificate // the certificates of tls_ca, in file order
 	node  string
 	site  string
 }
@@ -125,6 +126,7 @@ func load(caFile, certFile, keyFile string, now time.Time) (*Credentials, error)
 		cert:  tls.Certificate{Certificate: der, PrivateKey: key, Leaf: leaf},
 		leaf:  leaf,
 		roots: roots,
+		cas:   cas,
 		node:  node,
 		site:  site,
 	}, nil

@@ -68,6 +68,10 @@ type Config struct {
 	// with credentials, also in nodes added later; default min(3, Nodes), at
 	// least 1. A lab made with no nodes that AddNode fills should set it.
 	BootstrapExpect int
+	// MetricsPort, when set, gives every node (also those added later) a
+	// metrics_address on its own eth0 address and this port. Off by
+	// default: a previous release does not know the key.
+	MetricsPort int
 	// Logger receives the lab's progress; nil discards.
 	Logger *slog.Logger
 }
@@ -143,6 +147,9 @@ func (c Config) Validate() error {
 	if c.BootstrapExpect < 0 {
 		return fmt.Errorf("lab: config: bootstrap expect %d is negative", c.BootstrapExpect)
 	}
+	if c.MetricsPort < 0 || c.MetricsPort > 65535 {
+		return fmt.Errorf("lab: config: metrics port %d out of range 1-65535", c.MetricsPort)
+	}
 	if c.ReadyTimeout < 0 {
 		return fmt.Errorf("lab: config: ready timeout %v is negative", c.ReadyTimeout)
 	}
@@ -181,6 +188,10 @@ type NodeSpec struct {
 	// argument: {name}, {addr}, {gossip_port}, {config}, {dir}, {socket},
 	// {key_file}, {key} (the base64 key).
 	Argv []string
+	// Edged, when set, is the edged binary this node runs instead of the
+	// lab's (Config.Edged), resolved the same way; not with Argv. See also
+	// Lab.SetEdged.
+	Edged string
 	// Env holds extra "KEY=value" environment entries for the process.
 	Env []string
 	// NoWait starts the process without waiting for READY=1: for commands that
@@ -189,6 +200,10 @@ type NodeSpec struct {
 	// NoTLS gives the node no site credentials (raft stays off on it). A
 	// node of another site never gets this site's credentials.
 	NoTLS bool
+	// Index, when set, is the node's address index (its address is
+	// Config.NodeAddr(Index)); it must be free. Default: one past the
+	// highest in use.
+	Index int
 }
 
 func (s NodeSpec) validate() error {
@@ -205,6 +220,12 @@ func (s NodeSpec) validate() error {
 	}
 	if s.Argv != nil && len(s.Argv) == 0 {
 		return fmt.Errorf("lab: node %s: empty argv", s.Name)
+	}
+	if s.Index < 0 {
+		return fmt.Errorf("lab: node %s: index %d is negative", s.Name, s.Index)
+	}
+	if s.Argv != nil && s.Edged != "" {
+		return fmt.Errorf("lab: node %s: give argv or edged, not both", s.Name)
 	}
 	return validEnv(s.Env)
 }

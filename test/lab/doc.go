@@ -31,6 +31,13 @@
 // socket is read only while the Lab value that started the node lives (the
 // CLI exits after "up"), so a daemon must ignore sd_notify errors.
 //
+// Releases. Every node runs Config.Edged unless NodeSpec.Edged names
+// another binary; Lab.SetEdged swaps a node's binary from its next Start, so
+// a test can stop a node, give it another release and start it again (a
+// rolling upgrade or a downgrade). So the node configs the lab writes hold
+// only keys the previous release accepts too (its parser refuses unknown
+// keys); options that need newer keys write them only when a test sets them.
+//
 // Faults. Partition and Loss install one nftables table, "table bridge
 // edgelab", in the bridge namespace. Filtering at the bridge sees every frame
 // between nodes (ARP, IPv4, IPv6 link-local, unicast, multicast and

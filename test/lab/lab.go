@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -163,6 +164,7 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 			KeyFile:         filepath.Join(dir, keyFile),
 			ReadyTimeout:    cfg.ReadyTimeout.String(),
 			BootstrapExpect: cmp.Or(cfg.BootstrapExpect, min(3, max(cfg.Nodes, 1))),
+			MetricsPort:     cfg.MetricsPort,
 			Env:             cfg.Env,
 		},
 	}
@@ -727,10 +729,23 @@ func (l *Lab) AddNode(ctx context.Context, spec NodeSpec) (Node, error) {
 			idx = max(idx, o.Index)
 		}
 		idx++
+		if spec.Index > 0 {
+			if i := slices.IndexFunc(s.Nodes, func(o nodeState) bool { return o.Index == spec.Index }); i >= 0 {
+				return fmt.Errorf("lab: node %s: index %d is taken by node %s", spec.Name, spec.Index, s.Nodes[i].Name)
+			}
+			idx = spec.Index
+		}
 		if subnet := netip.MustParsePrefix(s.Subnet); idx > maxNodes(subnet) {
 			return fmt.Errorf("lab: node %s: no address left in %s", spec.Name, subnet)
 		}
 		argv := spec.Argv
+		if spec.Edged != "" {
+			e, err := findEdged(spec.Edged)
+			if err != nil {
+				return err
+			}
+			argv = []string{e, "--config", "{config}"}
+		}
 		if argv == nil {
 			if s.Edged == "" {
 				e, err := findEdged("")

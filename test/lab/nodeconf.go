@@ -23,6 +23,9 @@ type nodeConf struct {
 	// tlsDir is the site CA folder; "" for no credentials.
 	tlsDir          string
 	bootstrapExpect int
+	// metricsPort, when set, gives the node a metrics_address on its own
+	// address.
+	metricsPort int
 }
 
 // writeNodeConfig makes the node directory, its data directory and its
@@ -37,6 +40,7 @@ func (l *Lab) writeNodeConfig(n nodeState, c nodeConf) error {
 			return fmt.Errorf("lab: node %s: credentials: %w", n.Name, err)
 		}
 	}
+	c.metricsPort = l.metricsPort()
 	if err := writeFileAtomic(n.Config, nodeYAML(n, c, l.gossipPort(), l.logLevel()), 0o644); err != nil {
 		return fmt.Errorf("lab: node %s: config: %w", n.Name, err)
 	}
@@ -53,6 +57,12 @@ func (l *Lab) logLevel() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.st.LogLevel
+}
+
+func (l *Lab) metricsPort() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.st.MetricsPort
 }
 
 // nodeYAML renders a node config.
@@ -75,6 +85,9 @@ func nodeYAML(n nodeState, c nodeConf, gossipPort int, logLevel string) []byte {
 		kv("tls_cert", yamlString(filepath.Join(dir, n.Name+".crt")))
 		kv("tls_key", yamlString(filepath.Join(dir, n.Name+".key")))
 		kv("bootstrap_expect", strconv.Itoa(max(c.bootstrapExpect, 1)))
+	}
+	if c.metricsPort != 0 {
+		kv("metrics_address", yamlString(net.JoinHostPort(n.Addr, strconv.Itoa(c.metricsPort))))
 	}
 	if len(c.seeds) > 0 {
 		b.WriteString("seeds:\n")

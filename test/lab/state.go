@@ -39,6 +39,9 @@ type state struct {
 	Nodes           []nodeState `json:"nodes"`
 	Partition       [][]string  `json:"partition,omitempty"`
 	Loss            int         `json:"loss,omitempty"`
+
+	// MetricsPort, when set, is the port of every node's metrics_address.
+	MetricsPort int `json:"metrics_port,omitempty"`
 }
 
 // nodeState is one node. Entries are written before the node's namespace is
