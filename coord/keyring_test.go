@@ -90,30 +90,15 @@ type keyNode struct {
 func startKeyNode(t *testing.T, name string, kr Keyring) *keyNode {
 	t.Helper()
 	n := &keyNode{name: name, file: filepath.Join(t.TempDir(), "gossip.keyring"), primary: make(chan string, 16)}
-	cfg := DefaultMembershipConfig()
-	cfg.NodeName = name
-	cfg.BindAddr = "127.0.0.1"
-	cfg.AdvertiseAddr = netip.MustParseAddr("127.0.0.1")
-	cfg.Port = freePort(t)
-	cfg.Key, cfg.Keyring, cfg.Retired = kr.Keys[0], kr.Keys[1:], kr.Retired
-	cfg.KeyringFile = n.file
-	cfg.Tags = map[string]string{api.TagRole: api.RoleEdged, api.TagSite: "test"}
-	cfg.LeaveTimeout = 3 * time.Second
-	cfg.LeavePropagate = 2 * time.Second
-	m, err := NewMembership(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(); err != nil {
-		t.Fatal(err)
-	}
+	n.testNode = startNodeWith(t, name, func(cfg *MembershipConfig) {
+		cfg.Key, cfg.Keyring, cfg.Retired = kr.Keys[0], kr.Keys[1:], kr.Retired
+		cfg.KeyringFile = n.file
+	})
 	ctx, cancel := context.WithCancel(context.Background())
-	n.testNode = &testNode{m: m, cancel: cancel, done: make(chan error, 1)}
 	watched := make(chan error, 1)
-	go func() { n.done <- m.Run(ctx) }()
-	go func() { watched <- m.WatchKeyring(ctx, 20*time.Millisecond, func(id string) { n.primary <- id }) }()
+	go func() { watched <- n.m.WatchKeyring(ctx, 20*time.Millisecond, func(id string) { n.primary <- id }) }()
 	t.Cleanup(func() {
-		n.stop(t)
+		cancel()
 		<-watched
 	})
 	return n

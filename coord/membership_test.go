@@ -51,18 +51,27 @@ type testNode struct {
 // startNode runs a real serf agent on loopback.
 func startNode(t *testing.T, name string, key []byte) *testNode {
 	t.Helper()
+	return startNodeWith(t, name, func(cfg *MembershipConfig) {
+		cfg.Key = key
+		cfg.SnapshotPath = t.TempDir() + "/serf.snapshot"
+	})
+}
+
+// startNodeWith runs a real serf agent on loopback, its config changed by
+// mod (the gossip key, at least).
+func startNodeWith(t *testing.T, name string, mod func(*MembershipConfig)) *testNode {
+	t.Helper()
 	cfg := DefaultMembershipConfig()
 	cfg.NodeName = name
 	cfg.BindAddr = "127.0.0.1"
 	cfg.AdvertiseAddr = netip.MustParseAddr("127.0.0.1")
 	cfg.Port = freePort(t)
-	cfg.Key = key
-	cfg.SnapshotPath = t.TempDir() + "/serf.snapshot"
 	cfg.Tags = map[string]string{api.TagRole: api.RoleEdged, api.TagSite: "test"}
 	cfg.LeaveTimeout = 3 * time.Second
 	// A loaded CI machine may delay the leave broadcast: give it time to
 	// spread before serf stops.
 	cfg.LeavePropagate = 2 * time.Second
+	mod(&cfg)
 	m, err := NewMembership(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,7 @@ import (
 	"edge/hardware/line"
 	"edge/hardware/sim"
 	"edge/internal/prom"
+	"edge/internal/prom/promtest"
 )
 
 // exposition is a parsed scrape: samples by series ("name{labels}" as
@@ -85,26 +86,6 @@ func (e exposition) value(t *testing.T, series string) float64 {
 		t.Fatalf("no sample %s", series)
 	}
 	return v
-}
-
-// promtool runs `promtool check metrics` (Debian's prometheus package) on
-// a scrape; it must find nothing wrong, lint included. Outside CI a
-// missing promtool skips; in CI it fails.
-func promtool(t *testing.T, text string) {
-	t.Helper()
-	p, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("promtool not found: .ci/deps.sh installs Debian's prometheus package; CI must check the exposition")
-		}
-		t.Skip("promtool not installed (Debian package prometheus)")
-	}
-	cmd := exec.Command(p, "check", "metrics")
-	cmd.Stdin = strings.NewReader(text)
-	out, err := cmd.CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "" {
-		t.Errorf("promtool check metrics: %v\n%s\n--- scrape:\n%s", err, out, text)
-	}
 }
 
 func scrape(t *testing.T, addr string) string {
@@ -168,7 +149,7 @@ func TestMetricFamilies(t *testing.T) {
 	if e.value(t, `edge_raft_role{role="none"}`) != 1 || e.value(t, `edge_raft_role{role="leader"}`) != 0 {
 		t.Error("raft off should read role none")
 	}
-	promtool(t, b.String())
+	promtest.Check(t, b.String())
 
 	// A family the table lacks cannot be written.
 	w := prom.NewWriter(io.Discard)
@@ -352,7 +333,7 @@ func TestMetricsScrape(t *testing.T) {
 	if _, ok := e.samples[`edge_serial_roundtrip_seconds_count{device="radio0",driver="sim"}`]; ok {
 		t.Error("a device in memory has serial round trips")
 	}
-	promtool(t, scrape(t, addr))
+	promtest.Check(t, scrape(t, addr))
 
 	// Round trips go on with every drift check.
 	until("more round trips", func(e exposition) bool {
@@ -385,7 +366,7 @@ func TestMetricsScrape(t *testing.T) {
 	until("n2 failed", func(e exposition) bool {
 		return get(e, `edge_members{status="failed"}`) == 1 && get(e, `edge_members{status="alive"}`) == 1
 	})
-	promtool(t, scrape(t, addr))
+	promtest.Check(t, scrape(t, addr))
 
 	// Only GET /metrics.
 	for _, c := range []struct{ method, path string }{{"POST", "/metrics"}, {"GET", "/"}, {"GET", "/metrics/x"}} {

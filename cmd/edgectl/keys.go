@@ -17,21 +17,10 @@ import (
 // runKeys lists and changes the site's gossip keyring. The changes go to
 // every node through the local edged; keys are shown by their id only.
 func runKeys(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%w: missing subcommand: list, install, use, remove or rotate (see edgectl keys --help)", errUsage)
+	op := func(name string) verb {
+		return verb{name, func(ctx context.Context, e *env, args []string) error { return runKeysOp(ctx, e, name, args) }}
 	}
-	switch args[0] {
-	case "list":
-		return runKeysList(ctx, e, args[1:])
-	case "install", "use", "remove":
-		return runKeysOp(ctx, e, args[0], args[1:])
-	case "rotate":
-		return runKeysRotate(ctx, e, args[1:])
-	case "-h", "-help", "--help", "help":
-		keysUsage(e.stderr)
-		return flag.ErrHelp
-	}
-	return fmt.Errorf("%w: unknown subcommand %q: want list, install, use, remove or rotate", errUsage, args[0])
+	return runVerb(ctx, e, "keys", args, []verb{{"list", runKeysList}, op("install"), op("use"), op("remove"), {"rotate", runKeysRotate}}, keysUsage)
 }
 
 func keysUsage(w io.Writer) {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -32,15 +30,6 @@ var fakeKeyring = api.Keyring{
 func startFakeKeys(t *testing.T) (string, *fakeKeys) {
 	t.Helper()
 	f := &fakeKeys{}
-	path := socketPath(t)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reply := func(w http.ResponseWriter, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(v)
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+api.PathKeys, func(w http.ResponseWriter, r *http.Request) { reply(w, fakeKeyring) })
 	for _, p := range []string{api.PathKeyInstall, api.PathKeyUse, api.PathKeyRemove} {
@@ -68,16 +57,7 @@ func startFakeKeys(t *testing.T) (string, *fakeKeys) {
 		}
 		reply(w, res)
 	})
-	srv := &http.Server{Handler: mux}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("fake API: %v", err)
-		}
-	})
-	return path, f
+	return serveFake(t, mux), f
 }
 
 func TestKeys(t *testing.T) {

@@ -33,20 +33,23 @@ func socketPath(t *testing.T) string {
 // returns the socket path.
 func startFakeAPI(t *testing.T, st api.Status) string {
 	t.Helper()
-	path := socketPath(t)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reply := func(w http.ResponseWriter, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(v)
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+api.PathStatus, func(w http.ResponseWriter, r *http.Request) { reply(w, st) })
 	mux.HandleFunc("GET "+api.PathMembers, func(w http.ResponseWriter, r *http.Request) {
 		reply(w, api.Members{Members: st.Members, Index: st.Index})
 	})
+	return serveFake(t, mux)
+}
+
+// serveFake serves mux on a new unix socket until the test ends and returns
+// the socket path.
+func serveFake(t *testing.T, mux *http.ServeMux) string {
+	t.Helper()
+	path := socketPath(t)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := &http.Server{Handler: mux}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
@@ -57,6 +60,12 @@ func startFakeAPI(t *testing.T, st api.Status) string {
 		}
 	})
 	return path
+}
+
+// reply answers with v as JSON.
+func reply(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
 }
 
 // site is the canned answer of the fake API: one member in every status,

@@ -16,17 +16,7 @@ import (
 // the last configuration it knows (also without a quorum), and with
 // --peers-json a recovery file for a lost quorum (docs/recovery.md).
 func runRaft(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%w: missing subcommand: peers (see edgectl raft --help)", errUsage)
-	}
-	switch args[0] {
-	case "peers":
-		return runRaftPeers(ctx, e, args[1:])
-	case "-h", "-help", "--help", "help":
-		raftUsage(e.stderr)
-		return flag.ErrHelp
-	}
-	return fmt.Errorf("%w: unknown subcommand %q: want peers", errUsage, args[0])
+	return runVerb(ctx, e, "raft", args, []verb{{"peers", runRaftPeers}}, raftUsage)
 }
 
 func raftUsage(w io.Writer) {

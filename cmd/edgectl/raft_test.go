@@ -2,8 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
-	"net"
 	"net/http"
 	"reflect"
 	"strings"
@@ -15,26 +13,9 @@ import (
 // startRaftAPI serves p as edged's GET /v1/raft/peers.
 func startRaftAPI(t *testing.T, p api.RaftPeers) string {
 	t.Helper()
-	path := socketPath(t)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+api.PathRaftPeers, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(p)
-	})
-	srv := &http.Server{Handler: mux}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("fake API: %v", err)
-		}
-	})
-	return path
+	mux.HandleFunc("GET "+api.PathRaftPeers, func(w http.ResponseWriter, r *http.Request) { reply(w, p) })
+	return serveFake(t, mux)
 }
 
 // lostQuorum: node1 survives, node2 and node3 (voters) are gone, node4 (a

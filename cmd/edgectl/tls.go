@@ -20,19 +20,7 @@ const maxDays = 36500
 // runTLS makes the site's TLS credentials: `tls ca` the site CA, `tls cert`
 // one node's certificate. It works offline, without edged.
 func runTLS(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%w: missing subcommand: ca or cert (see edgectl tls --help)", errUsage)
-	}
-	switch args[0] {
-	case "ca":
-		return runTLSCA(ctx, e, args[1:])
-	case "cert":
-		return runTLSCert(ctx, e, args[1:])
-	case "-h", "-help", "--help", "help":
-		tlsUsage(e.stderr)
-		return flag.ErrHelp
-	}
-	return fmt.Errorf("%w: unknown subcommand %q: want ca or cert", errUsage, args[0])
+	return runVerb(ctx, e, "tls", args, []verb{{"ca", runTLSCA}, {"cert", runTLSCert}}, tlsUsage)
 }
 
 func tlsUsage(w io.Writer) {

@@ -9,9 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,6 +17,7 @@ import (
 
 	"edge/daemon/api"
 	"edge/hardware/sim"
+	"edge/internal/prom/promtest"
 	"edge/test/lab"
 )
 
@@ -65,43 +64,6 @@ func scrapeFrom(t *testing.T, l *lab.Lab, from, node string) string {
 		t.Fatalf("scrape %s: %s (%s): %s", addr, status, ctype, body)
 	}
 	return string(body)
-}
-
-// samples parses a scrape into values by series, as written.
-func samples(t *testing.T, text string) map[string]float64 {
-	t.Helper()
-	out := map[string]float64{}
-	for _, line := range strings.Split(text, "\n") {
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if i < 0 || err != nil {
-			t.Fatalf("bad sample line %q", line)
-		}
-		out[line[:i]] = v
-	}
-	return out
-}
-
-// promtoolCheck runs Debian's `promtool check metrics` on a scrape: no
-// error and no lint problem. In CI a missing promtool fails.
-func promtoolCheck(t *testing.T, text string) {
-	t.Helper()
-	p, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("promtool not found: .ci/deps.sh installs Debian's prometheus package; CI must check the exposition")
-		}
-		t.Skip("promtool not installed (Debian package prometheus)")
-	}
-	cmd := exec.Command(p, "check", "metrics")
-	cmd.Stdin = strings.NewReader(text)
-	out, err := cmd.CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "" {
-		t.Errorf("promtool check metrics: %v\n%s", err, out)
-	}
 }
 
 // TestMetricsOnTheLab: three nodes serve GET /metrics on their site
@@ -215,7 +177,7 @@ func TestMetricsOnTheLab(t *testing.T) {
 	if s1[`edge_device_state{device="rect1",driver="modbus",state="ok"}`] != 1 {
 		t.Error("node1: rect1 not ok")
 	}
-	promtoolCheck(t, scrapeFrom(t, l, "node2", "node1"))
+	promtest.Check(t, scrapeFrom(t, l, "node2", "node1"))
 
 	// A change, made on node2: every node counts it and moves.
 	doc := siteDoc("confirm_timeout: 30s", `"*": {radio0: {power_dbm: 27}}`)
@@ -316,5 +278,15 @@ func TestMetricsUnderSystemd(t *testing.T) {
 	if _, ok := s[`edge_device_in_sync{device="link0"}`]; !ok {
 		t.Errorf("no netlink device in the scrape:\n%s", text)
 	}
-	promtoolCheck(t, text)
+	promtest.Check(t, text)
+}
+
+// samples reads a scrape's samples by series.
+func samples(t *testing.T, text string) map[string]float64 {
+	t.Helper()
+	s, err := promtest.Samples(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
