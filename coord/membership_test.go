@@ -4,35 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"edge/daemon/api"
+	"edge/internal/nettest"
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	// A port free for both TCP and UDP on 127.0.0.1.
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
 
 func newKey(t *testing.T) []byte {
 	k := make([]byte, 32)
@@ -65,7 +44,7 @@ func startNodeWith(t *testing.T, name string, mod func(*MembershipConfig)) *test
 	cfg.NodeName = name
 	cfg.BindAddr = "127.0.0.1"
 	cfg.AdvertiseAddr = netip.MustParseAddr("127.0.0.1")
-	cfg.Port = freePort(t)
+	cfg.Port = nettest.FreePort(t)
 	cfg.Tags = map[string]string{api.TagRole: api.RoleEdged, api.TagSite: "test"}
 	cfg.LeaveTimeout = 3 * time.Second
 	// A loaded CI machine may delay the leave broadcast: give it time to

@@ -29,6 +29,7 @@ import (
 	"edge/hardware"
 	"edge/hardware/line"
 	"edge/hardware/sim"
+	"edge/internal/nettest"
 	"edge/internal/prom"
 	"edge/internal/prom/promtest"
 )
@@ -159,25 +160,6 @@ func TestMetricFamilies(t *testing.T) {
 	}
 }
 
-func freeTCPUDPPort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
 // peer is a stock serf agent on loopback with the site's key: stopping it
 // without a leave makes it fail.
 func peer(t *testing.T, name string, key []byte) *serf.Serf {
@@ -188,7 +170,7 @@ func peer(t *testing.T, name string, key []byte) *serf.Serf {
 	sc.Logger = slog.NewLogLogger(slog.DiscardHandler, slog.LevelInfo)
 	ml := memberlist.DefaultLANConfig()
 	ml.BindAddr = "127.0.0.1"
-	ml.BindPort = freeTCPUDPPort(t)
+	ml.BindPort = nettest.FreePort(t)
 	ml.SecretKey = key
 	ml.ProbeInterval = 200 * time.Millisecond
 	ml.Logger = sc.Logger
@@ -216,7 +198,7 @@ func TestMetricsScrape(t *testing.T) {
 	mc.NodeName = "n1"
 	mc.BindAddr = "127.0.0.1"
 	mc.AdvertiseAddr = netip.MustParseAddr("127.0.0.1")
-	mc.Port = freeTCPUDPPort(t)
+	mc.Port = nettest.FreePort(t)
 	mc.Key = key
 	mc.SnapshotPath = filepath.Join(t.TempDir(), "serf.snapshot")
 	mc.Tags = map[string]string{api.TagRole: api.RoleEdged, api.TagSite: "test"}
@@ -487,7 +469,7 @@ func TestMetricsAddressInUse(t *testing.T) {
 	cfg.DataDir = filepath.Join(dir, "data")
 	cfg.Socket = shortSocketPath(t)
 	cfg.AdvertiseAddr = netip.MustParseAddr("127.0.0.1")
-	cfg.GossipPort = freeTCPUDPPort(t)
+	cfg.GossipPort = nettest.FreePort(t)
 	cfg.MetricsAddress = busy.Addr().String()
 	d, err := New(cfg, Options{})
 	if err != nil {

@@ -29,9 +29,10 @@ func rectifierRegisters(m *sim.Modbus) {
 	m.SetInput(0x110, 0x0012, 0xD687)    // 123456.7 kWh
 }
 
-func newRig(t *testing.T, profile string, unit int) *rig {
+// startRectifier runs a simulated rectifier (unit 1, the example profile's
+// registers) on a pseudo-terminal until the test ends.
+func startRectifier(t *testing.T, dir string) *sim.Modbus {
 	t.Helper()
-	dir := t.TempDir()
 	m, err := sim.NewModbus(filepath.Join(dir, "ttyRECT"), 1)
 	if err != nil {
 		t.Fatal(err)
@@ -47,6 +48,13 @@ func newRig(t *testing.T, profile string, unit int) *rig {
 		}
 		m.Close()
 	})
+	return m
+}
+
+func newRig(t *testing.T, profile string, unit int) *rig {
+	t.Helper()
+	dir := t.TempDir()
+	m := startRectifier(t, dir)
 	if profile == "" {
 		profile = exampleProfile
 	} else if !strings.HasSuffix(profile, ".yaml") {

@@ -1,9 +1,7 @@
 package modbus
 
 import (
-	"context"
 	"errors"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -16,21 +14,7 @@ import (
 // duration and outcome: a good answer, an exception (refused) and no answer
 // (timeout).
 func TestObserveExchanges(t *testing.T) {
-	m, err := sim.NewModbus(filepath.Join(t.TempDir(), "ttyRECT"), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rectifierRegisters(m)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("sim: %v", err)
-		}
-		m.Close()
-	})
+	m := startRectifier(t, t.TempDir())
 	var (
 		mu   sync.Mutex
 		took []time.Duration

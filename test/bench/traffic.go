@@ -26,38 +26,39 @@ var trafficRules = template.Must(template.New("nft").Parse(`table inet edgebench
 	counter {{.}}_tx { }
 	counter {{.}}_rx { }
 {{- end}}
-	chain out {
-		type filter hook output priority 0; policy accept;
-		oifname != "eth0" accept
-		meta l4proto { tcp, udp } th sport {{.Gossip}} counter name "gossip_tx" accept
-		meta l4proto { tcp, udp } th dport {{.Gossip}} counter name "gossip_tx" accept
-		tcp sport {{.Raft}} counter name "raft_tx" accept
-		tcp dport {{.Raft}} counter name "raft_tx" accept
-		udp dport 5353 counter name "mdns_tx" accept
-		udp sport 5353 counter name "mdns_tx" accept
-		counter name "other_tx"
+{{- range .Chains}}
+	chain {{.Name}} {
+		type filter hook {{.Hook}} priority 0; policy accept;
+		{{.Iface}} != "eth0" accept
+		meta l4proto { tcp, udp } th sport {{$.Gossip}} counter name "gossip_{{.Dir}}" accept
+		meta l4proto { tcp, udp } th dport {{$.Gossip}} counter name "gossip_{{.Dir}}" accept
+		tcp sport {{$.Raft}} counter name "raft_{{.Dir}}" accept
+		tcp dport {{$.Raft}} counter name "raft_{{.Dir}}" accept
+		udp dport 5353 counter name "mdns_{{.Dir}}" accept
+		udp sport 5353 counter name "mdns_{{.Dir}}" accept
+		counter name "other_{{.Dir}}"
 	}
-	chain in {
-		type filter hook input priority 0; policy accept;
-		iifname != "eth0" accept
-		meta l4proto { tcp, udp } th sport {{.Gossip}} counter name "gossip_rx" accept
-		meta l4proto { tcp, udp } th dport {{.Gossip}} counter name "gossip_rx" accept
-		tcp sport {{.Raft}} counter name "raft_rx" accept
-		tcp dport {{.Raft}} counter name "raft_rx" accept
-		udp dport 5353 counter name "mdns_rx" accept
-		udp sport 5353 counter name "mdns_rx" accept
-		counter name "other_rx"
-	}
+{{- end}}
 }
 `))
+
+// trafficChain is one hook of the table: what a node sends (output, tx) or
+// receives (input, rx).
+type trafficChain struct{ Name, Hook, Iface, Dir string }
+
+var trafficChains = []trafficChain{
+	{"out", "output", "oifname", "tx"},
+	{"in", "input", "iifname", "rx"},
+}
 
 // trafficTable renders the counters' table for the given ports.
 func trafficTable(gossipPort, raftPort int) string {
 	var b strings.Builder
 	err := trafficRules.Execute(&b, struct {
 		Classes      []string
+		Chains       []trafficChain
 		Gossip, Raft int
-	}{trafficClasses, gossipPort, raftPort})
+	}{trafficClasses, trafficChains, gossipPort, raftPort})
 	if err != nil {
 		panic(err) // a fixed template
 	}

@@ -127,31 +127,15 @@ func radioNow(t *testing.T, l *lab.Lab, node string) (radio, api.Device) {
 // is in sync and reads back every value of want.
 func waitRadio(t *testing.T, l *lab.Lab, node string, timeout time.Duration, want radio) {
 	t.Helper()
-	c := clientOf(t, l, node)
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var index uint64
-	var last api.Device
-	for {
-		d, err := c.WaitDevices(ctx, index, 5*time.Second)
-		if err != nil {
-			t.Fatalf("%s: radio0 does not read back %v within %s (last: in_sync=%v state=%s actual=%v err=%q): %v",
-				node, want, timeout, last.InSync, last.State, radio(last.Actual), last.LastError, err)
-		}
-		for _, dev := range d.Devices {
-			if dev.Name == "radio0" {
-				last = dev
-			}
-		}
-		if last.InSync && radio(last.Actual).has(want) {
-			return
-		}
-		index = d.Index
+	if ok, last := radioReaches(t, l, node, timeout, want); !ok {
+		t.Fatalf("%s: radio0 does not read back %v within %s (last: in_sync=%v state=%s actual=%v err=%q)",
+			node, want, timeout, last.InSync, last.State, radio(last.Actual), last.LastError)
 	}
 }
 
-// radioReaches is waitRadio that reports instead of failing: whether radio0
-// came to read back want within the timeout, and what it read last.
+// radioReaches reports whether radio0 came to read back want (in sync)
+// within the timeout, following the node's devices with blocking queries,
+// and what it read last.
 func radioReaches(t *testing.T, l *lab.Lab, node string, timeout time.Duration, want radio) (bool, api.Device) {
 	t.Helper()
 	c := clientOf(t, l, node)
